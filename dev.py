@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Set up the course's virtual environment and run its two jobs; needs only Python 3.10+.
+
+    python3 dev.py course   # install, then generate data, train, evaluate, execute the notebooks
+    python3 dev.py test     # install, then ruff and the whole test suite (what CI runs)
+
+The environment lives in `.venv/` and is reinstalled only when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".pspseg-installed"
+
+
+def run(*command: str | Path, env: dict | None = None) -> None:
+    print("+", " ".join(str(part) for part in command), flush=True)
+    subprocess.run([str(part) for part in command], cwd=ROOT, check=True, env=env)
+
+
+def ensure_environment() -> None:
+    """Create `.venv` and install the package with its dev extras, once per pyproject version."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"Python 3.10-3.12 is needed; this is {sys.version.split()[0]}.")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists() and not (BIN / "python.exe").exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    python = BIN / "python"
+    run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(python, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    STAMP.write_text(wanted)
+
+
+def course() -> None:
+    from_env = dict(os.environ)
+    data_dir = ROOT / "data" / "synthetic"
+    run(BIN / "pspseg", "synth", data_dir, "--patients", "20", "--seed", "0", env=from_env)
+    run(BIN / "pspseg", "check", data_dir, env=from_env)
+
+
+def test() -> None:
+    run(BIN / "ruff", "check", ".")
+    env = dict(os.environ, PSPSEG_QUICK="1")
+    run(BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("job", choices=["course", "test"], help="what to run after setting up")
+    job = parser.parse_args().job
+    ensure_environment()
+    try:
+        {"course": course, "test": test}[job]()
+    except subprocess.CalledProcessError as error:
+        sys.exit(error.returncode)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Dilated backbones: Keras Applications' VGG16, ResNet50 and MobileNetV2 at output stride 8/16/32.
+
+PSPNet keeps a fine feature map by replacing the last strides with dilation (Zhao et al. 2017;
+Chen et al., DeepLab). Rather than re-implementing each network, we take the Keras Applications
+model, edit its layer config (stride 1, dilated kernels) and copy its weights across: the weight
+shapes do not change, so ImageNet weights still fit.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+__all__ = ["BACKBONES", "build_backbone"]
+
+WEIGHTS_HOST = ("storage.googleapis.com", 443)
+
+
+def _layer(config: dict, name: str) -> dict:
+    for layer in config["layers"]:
+        if layer["config"]["name"] == name:
+            return layer["config"]
+    raise KeyError(f"no layer {name!r} in the backbone config")
+
+
+def _dilate_vgg16(config: dict, output_stride: int) -> None:
+    # DeepLab-v1's recipe: pools become 3x3 stride-1 smoothing, the convs after them dilate.
+    stride_one_pools = {8: ("block4_pool", "block5_pool"), 16: ("block5_pool",), 32: ()}
+    for name in stride_one_pools[output_stride]:
+        _layer(config, name).update(pool_size=(3, 3), strides=(1, 1), padding="same")
+    if output_stride == 8:
+        for index in (1, 2, 3):
+            _layer(config, f"block5_conv{index}")["dilation_rate"] = (2, 2)
+
+
+def _dilate_resnet50(config: dict, output_stride: int) -> None:
+    # (stage, blocks in it, dilation) for each stage whose first block stops striding.
+    plan = {8: ((4, 6, 2), (5, 3, 4)), 16: ((5, 3, 2),), 32: ()}[output_stride]
+    for stage, blocks, dilation in plan:
+        for suffix in ("_1_conv", "_0_conv"):
+            _layer(config, f"conv{stage}_block1{suffix}")["strides"] = (1, 1)
+        for block in range(1, blocks + 1):
+            _layer(config, f"conv{stage}_block{block}_2_conv")["dilation_rate"] = (dilation,) * 2
+
+
+def _dilate_mobilenetv2(config: dict, output_stride: int) -> None:
+    # (stride-2 block made stride 1, the blocks that then dilate, dilation).
+    plan = {
+        8: ((6, range(6, 13), 2), (13, range(13, 17), 4)),
+        16: ((13, range(13, 17), 2),),
+        32: (),
+    }[output_stride]
+    for stride_block, blocks, dilation in plan:
+        _layer(config, f"block_{stride_block}_pad")["padding"] = ((0, 0), (0, 0))
+        _layer(config, f"block_{stride_block}_depthwise").update(strides=(1, 1), padding="same")
+        for block in blocks:
+            _layer(config, f"block_{block}_depthwise")["dilation_rate"] = (dilation, dilation)
+
+
+BACKBONES: dict[str, tuple[Callable, Callable[[dict, int], None], str]] = {
+    # name: (Keras Applications factory, dilation editor, cached ImageNet weights file prefix)
+    "vgg16": (keras.applications.VGG16, _dilate_vgg16, "vgg16_weights_tf_dim_ordering"),
+    "resnet50": (keras.applications.ResNet50, _dilate_resnet50, "resnet50_weights_tf_dim_ordering"),
+    "mobilenetv2": (keras.applications.MobileNetV2, _dilate_mobilenetv2, "mobilenet_v2_weights"),
+}
+
+
+def _check_weights_reachable(backbone: str, prefix: str, timeout: float = 3.0) -> None:
+    """Fail fast, with the fix, when ImageNet weights are neither cached nor downloadable."""
+    # Where keras.utils.get_file caches downloads.
+    cache = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
+    if any(cache.glob(f"{prefix}*")):
+        return
+    try:
+        socket.create_connection(WEIGHTS_HOST, timeout=timeout).close()
+    except OSError as error:
+        raise RuntimeError(
+            f"Cannot download the ImageNet weights of {backbone} ({error}); this machine seems "
+            f"offline. Pass backbone_weights=None to train from scratch, or put the Keras weights "
+            f"file ({prefix}*.h5) in {cache}."
+        ) from error
+
+
+def build_backbone(
+    name: str,
+    *,
+    input_shape: tuple[int, int, int],
+    output_stride: int = 8,
+    weights: str | None = None,
+) -> keras.Model:
+    """A Keras Applications backbone with its last strides replaced by dilation.
+
+    Args:
+        name: str. One of "vgg16", "resnet50", "mobilenetv2".
+        input_shape: tuple. (H, W, 3).
+        output_stride: int. 8, 16 or 32: the input size divided by the feature map's size.
+        weights: None or "imagenet". ImageNet weights are downloaded once by Keras.
+
+    Returns:
+        A functional model named "backbone": (B, H, W, 3) -> (B, H/os, W/os, C).
+
+    Raises:
+        ValueError: unknown name or output stride.
+        RuntimeError: ImageNet weights asked for but neither cached nor downloadable.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {name!r}")
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"backbone_weights must be None or 'imagenet', got {weights!r}")
+    factory, dilate, prefix = BACKBONES[name]
+    if weights == "imagenet":
+        _check_weights_reachable(name, prefix)
+    original = factory(include_top=False, weights=weights, input_shape=input_shape)
+    config = copy.deepcopy(original.get_config())
+    dilate(config, output_stride)
+    config["name"] = "backbone"
+    backbone = keras.Model.from_config(config)
+    backbone.set_weights(original.get_weights())
+    return backbone

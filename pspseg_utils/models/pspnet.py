@@ -1,0 +1,257 @@
+"""PSPNet (Zhao et al. 2017, arXiv:1612.01105) on dilated VGG16, ResNet50 or MobileNetV2.
+
+Reads top to bottom: the argument check, the blocks (conv-BN-ReLU, the pyramid pooling module),
+the model class, then thin builders, including the article's `vgg_pspnet`.
+
+    image (H, W, 3) -> standardise -> dilated backbone (H/8, W/8, C)
+      -> pyramid pooling: average-pool to 1x1, 2x2, 3x3, 6x6 bins, 1x1 conv to C/4 channels,
+         upsample bilinearly, concatenate with the features
+      -> 3x3 conv-BN-ReLU -> dropout -> 1x1 conv to classes -> bilinear upsampling to (H, W)
+      -> sigmoid (1 class: tumour probability) or softmax (>= 2 classes)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import keras
+from keras import layers
+
+from pspseg_utils.models.backbones import BACKBONES, build_backbone
+from pspseg_utils.models.layers import AdaptiveAveragePooling, SliceStandardization
+
+__all__ = [
+    "PSPNet",
+    "build_pspnet",
+    "pyramid_pooling_module",
+    "vgg_pspnet",
+    "resnet50_pspnet",
+    "mobilenet_pspnet",
+]
+
+
+def check_input_shape(input_shape: Sequence[int], *, output_stride: int, bins: Sequence[int]):
+    """Raise ValueError, saying what to pass instead, unless the input suits the network.
+
+    Height and width must be multiples of the output stride (so features align with pixels),
+    and the feature map must be at least as large as the largest bin.
+    """
+    if len(input_shape) != 3 or input_shape[2] != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, 3), got {tuple(input_shape)!r}; MRI slices "
+            "here have 3 channels (pre-contrast, FLAIR, post-contrast)"
+        )
+    height, width = int(input_shape[0]), int(input_shape[1])
+    smallest = output_stride * max(bins)
+    for side, size in (("height", height), ("width", width)):
+        if size % output_stride:
+            fixed = max(output_stride, round(size / output_stride) * output_stride)
+            raise ValueError(
+                f"input {side} must be a multiple of {output_stride} (the output stride), "
+                f"got {size}; use {fixed}"
+            )
+        if size < smallest:
+            raise ValueError(
+                f"input {side} must be at least {smallest} (output stride {output_stride} x "
+                f"largest bin {max(bins)}), got {size}"
+            )
+
+
+def conv_bn_relu(x, filters: int, kernel_size: int, *, name: str):
+    """Conv (no bias: BN follows) -> BatchNorm -> ReLU, each layer named `{name}_...`."""
+    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def pyramid_pooling_module(
+    features, *, bins: Sequence[int] = (1, 2, 3, 6), reduced_channels: int | None = None,
+    name: str = "ppm",
+):
+    """PSPNet's pyramid pooling module on a (B, h, w, C) feature map.
+
+    Each bin size b pools the map into b x b adaptive bins (any h, w >= b), reduces it to
+    `reduced_channels` (default C / len(bins)) with a 1x1 conv-BN-ReLU and upsamples it back to
+    h x w bilinearly; the result concatenates the features and every branch:
+    (B, h, w, C + len(bins) * reduced_channels).
+    """
+    height, width, channels = features.shape[1], features.shape[2], features.shape[3]
+    reduced = reduced_channels or max(1, channels // len(bins))
+    branches = [features]
+    for size in bins:
+        x = AdaptiveAveragePooling(size, name=f"{name}_pool{size}")(features)
+        x = conv_bn_relu(x, reduced, 1, name=f"{name}_pool{size}")
+        x = layers.Resizing(height, width, interpolation="bilinear",
+                            name=f"{name}_pool{size}_upsample")(x)
+        branches.append(x)
+    return layers.Concatenate(name=f"{name}_concat")(branches)
+
+
+@keras.saving.register_keras_serializable(package="pspseg")
+class PSPNet(keras.Model):
+    """A PSPNet segmenter whose output has the input's resolution.
+
+    Args:
+        input_shape: tuple. (height, width, 3); height and width multiples of `output_stride`.
+        num_classes: int. 1 for a binary mask (sigmoid output, P(tumour)); >= 2 for a softmax
+            over label indices 0..num_classes-1.
+        backbone: str. "vgg16" (the article's), "resnet50" (the paper's) or "mobilenetv2" (fast).
+        output_stride: int. 8 (the paper), 16 or 32.
+        bins: tuple of int. Pyramid bin sizes.
+        backbone_weights: None or "imagenet". Only used to initialise; never saved in the config.
+        head_channels: int. Channels of the 3x3 conv after the pyramid.
+        dropout_rate: float. Dropout before the classifier.
+
+    Outputs float32 probabilities (B, H, W, num_classes), also under mixed precision. The
+    article's attributes (`n_classes`, `input_height`, ...) and methods (`train`,
+    `predict_segmentation`) are kept, and survive saving, since the class is registered.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (256, 256, 3),
+        num_classes: int = 1,
+        backbone: str = "vgg16",
+        output_stride: int = 8,
+        bins: Sequence[int] = (1, 2, 3, 6),
+        backbone_weights: str | None = None,
+        head_channels: int = 256,
+        dropout_rate: float = 0.1,
+        **kwargs,
+    ):
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+        bins = tuple(int(b) for b in bins)
+        input_shape = tuple(int(n) for n in input_shape)
+        check_input_shape(input_shape, output_stride=output_stride, bins=bins)
+
+        # === Layers and functional graph ===
+        inputs = keras.Input(input_shape, name="image")
+        x = SliceStandardization(name="standardize")(inputs)
+        features = build_backbone(backbone, input_shape=input_shape, output_stride=output_stride,
+                                  weights=backbone_weights)(x)
+        x = pyramid_pooling_module(features, bins=bins)
+        x = conv_bn_relu(x, head_channels, 3, name="head")
+        x = layers.Dropout(dropout_rate, name="head_dropout")(x)
+        x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+        x = layers.Resizing(input_shape[0], input_shape[1], interpolation="bilinear",
+                            name="upsample")(x)
+        activation = "sigmoid" if num_classes == 1 else "softmax"
+        outputs = layers.Activation(activation, dtype="float32", name="probabilities")(x)
+        kwargs.setdefault("name", f"{backbone}_pspnet")
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.image_shape = input_shape
+        self.num_classes = num_classes
+        self.backbone_name = backbone
+        self.output_stride = output_stride
+        self.bins = bins
+        self.head_channels = head_channels
+        self.dropout_rate = dropout_rate
+
+    # The article's attribute names.
+    @property
+    def n_classes(self) -> int:
+        return max(2, self.num_classes)
+
+    @property
+    def input_height(self) -> int:
+        return self.image_shape[0]
+
+    @property
+    def input_width(self) -> int:
+        return self.image_shape[1]
+
+    output_height = input_height
+    output_width = input_width
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.backbone_name}_pspnet"
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "input_shape": self.image_shape,
+            "num_classes": self.num_classes,
+            "backbone": self.backbone_name,
+            "output_stride": self.output_stride,
+            "bins": self.bins,
+            "backbone_weights": None,  # the weights travel in the saved file
+            "head_channels": self.head_channels,
+            "dropout_rate": self.dropout_rate,
+        }
+
+    # The article's methods; imported when called, since training sits above models.
+    def train(self, train_images, train_annotations, **kwargs):
+        """keras_segmentation's `model.train(...)`; see `pspseg_utils.training.train_article`."""
+        from pspseg_utils.training import train_article
+
+        return train_article(self, train_images, train_annotations, **kwargs)
+
+    def predict_segmentation(self, inp=None, out_fname=None, **kwargs):
+        """keras_segmentation's `model.predict_segmentation(...)`: a label mask for one image."""
+        from pspseg_utils.predict import predict
+
+        return predict(model=self, inp=inp, out_fname=out_fname, **kwargs)
+
+
+def build_pspnet(
+    input_shape: Sequence[int] = (256, 256, 3),
+    num_classes: int = 1,
+    *,
+    backbone: str = "vgg16",
+    output_stride: int = 8,
+    bins: Sequence[int] = (1, 2, 3, 6),
+    backbone_weights: str | None = "imagenet",
+    head_channels: int = 256,
+    dropout_rate: float = 0.1,
+) -> PSPNet:
+    """Build a PSPNet; see `PSPNet` for the arguments.
+
+    Raises:
+        ValueError: unknown backbone, bad num_classes, or an input size the network cannot take
+            (the message names the divisor and a size that works).
+        RuntimeError: backbone_weights="imagenet" on a machine that cannot download them; pass
+            backbone_weights=None to train from scratch.
+    """
+    return PSPNet(input_shape=input_shape, num_classes=num_classes, backbone=backbone,
+                  output_stride=output_stride, bins=bins, backbone_weights=backbone_weights,
+                  head_channels=head_channels, dropout_rate=dropout_rate)
+
+
+def _article_builder(backbone: str):
+    def builder(n_classes: int, input_height: int = 384, input_width: int = 576, channels: int = 3,
+                backbone_weights: str | None = "auto") -> PSPNet:
+        if channels != 3:
+            raise ValueError(f"channels must be 3 for these backbones, got {channels!r}")
+        shape = (input_height, input_width, channels)
+        num_classes = 1 if n_classes == 2 else n_classes  # binary: one sigmoid channel
+        if backbone_weights != "auto":
+            return build_pspnet(shape, num_classes, backbone=backbone,
+                                backbone_weights=backbone_weights)
+        try:
+            return build_pspnet(shape, num_classes, backbone=backbone, backbone_weights="imagenet")
+        except RuntimeError as error:
+            warnings.warn(f"{error} Continuing with random initial weights.", stacklevel=2)
+            return build_pspnet(shape, num_classes, backbone=backbone, backbone_weights=None)
+
+    builder.__name__ = builder.__qualname__ = f"{'vgg' if backbone == 'vgg16' else backbone}_pspnet"
+    builder.__doc__ = (
+        f"keras_segmentation's `{builder.__name__}(n_classes, input_height, input_width)` on "
+        f"Keras 3: a {backbone} PSPNet. n_classes=2 gives one sigmoid channel (tumour vs "
+        "background); ImageNet weights are used when they can be had, else a warning says so."
+    )
+    return builder
+
+
+vgg_pspnet = _article_builder("vgg16")
+resnet50_pspnet = _article_builder("resnet50")
+mobilenet_pspnet = _article_builder("mobilenetv2")
