@@ -30,7 +30,7 @@ def run(*command: str | Path, env: dict | None = None) -> None:
 
 def ensure_environment() -> None:
     """Create `.venv` and install the package with its dev extras, once per pyproject version."""
-    if sys.version_info < (3, 10):
+    if not (3, 10) <= sys.version_info[:2] <= (3, 12):
         sys.exit(f"Python 3.10-3.12 is needed; this is {sys.version.split()[0]}.")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
@@ -57,7 +57,9 @@ def test() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("job", choices=["course", "test"], help="what to run after setting up")
     job = parser.parse_args().job
     ensure_environment()

@@ -16,8 +16,17 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "data", "synthetic", "models", "losses", "metrics", "training", "inference", "predict",
-    "evaluation", "export", "cli",
+    "data",
+    "synthetic",
+    "models",
+    "losses",
+    "metrics",
+    "training",
+    "inference",
+    "predict",
+    "evaluation",
+    "export",
+    "cli",
 )
 
 

@@ -38,6 +38,8 @@ __all__ = [
     "read_image",
     "read_mask",
     "find_slices",
+    "find_pairs",
+    "detect_layout",
     "summarize",
     "split_patients",
     "select_patients",
@@ -110,7 +112,10 @@ def _decode(path: Path) -> np.ndarray:
         raise DatasetError([f"{path}: not a readable image (corrupt, or not PNG/TIFF/JPEG)"])
     if array.dtype != np.uint8:
         raise DatasetError(
-            [f"{path}: pixel type {array.dtype}, expected 8-bit; rescale to 0..255 and save as uint8"]
+            [
+                f"{path}: pixel type {array.dtype}, expected 8-bit; "
+                "rescale to 0..255 and save as uint8"
+            ]
         )
     return array
 
@@ -124,7 +129,9 @@ def read_image(path: str | Path) -> np.ndarray:
     image = _decode(Path(path))
     channels = 1 if image.ndim == 2 else image.shape[2]
     if channels != 3:
-        kind = {1: "grayscale", 2: "grayscale+alpha", 4: "RGBA"}.get(channels, f"{channels}-channel")
+        kind = {1: "grayscale", 2: "grayscale+alpha", 4: "RGBA"}.get(
+            channels, f"{channels}-channel"
+        )
         raise DatasetError(
             [
                 f"{path}: {kind} image, expected 3 channels (pre-contrast, FLAIR, post-contrast); "
@@ -173,7 +180,11 @@ def read_mask(path: str | Path, *, num_classes: int = 2) -> np.ndarray:
 def _find_kaggle_root(data_dir: Path) -> Path | None:
     """The folder whose sub-folders hold `*_mask.tif` files: data_dir itself or a `kaggle_3m`
     below it (a kagglehub download nests it one or two levels down)."""
-    candidates = [data_dir, *sorted(data_dir.glob("kaggle_3m")), *sorted(data_dir.glob("*/kaggle_3m"))]
+    candidates = [
+        data_dir,
+        *sorted(data_dir.glob("kaggle_3m")),
+        *sorted(data_dir.glob("*/kaggle_3m")),
+    ]
     for candidate in candidates:
         if candidate.is_dir() and any(candidate.glob("*/*_mask.tif")):
             return candidate
@@ -184,22 +195,28 @@ def _kaggle_pairs(root: Path) -> tuple[list[tuple[str, int, Path, Path]], list[s
     pairs, problems = [], []
     for patient_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         files = {p.name: p for p in patient_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff")}
-        for name, path in sorted(files.items()):
+        for path in sorted(files.values()):
             stem = path.stem
             if stem.endswith("_mask"):
                 image_name = stem[: -len("_mask")] + path.suffix
                 if image_name not in files:
-                    problems.append(f"{path}: mask without image (expected {image_name}); "
-                                    "restore the image or delete the mask")
+                    problems.append(
+                        f"{path}: mask without image (expected {image_name}); "
+                        "restore the image or delete the mask"
+                    )
                 continue
             mask_path = patient_dir / f"{stem}_mask{path.suffix}"
             match = _KAGGLE_SLICE.match(stem)
             if not mask_path.exists():
-                problems.append(f"{path}: image without mask (expected {mask_path.name}); "
-                                "restore the mask or delete the image")
+                problems.append(
+                    f"{path}: image without mask (expected {mask_path.name}); "
+                    "restore the mask or delete the image"
+                )
             elif match is None:
-                problems.append(f"{path}: name does not end in _<slice number>; "
-                                f"rename it {patient_dir.name}_<n>{path.suffix}")
+                problems.append(
+                    f"{path}: name does not end in _<slice number>; "
+                    f"rename it {patient_dir.name}_<n>{path.suffix}"
+                )
             else:
                 pairs.append((patient_dir.name, int(match["index"]), path, mask_path))
     return pairs, problems
@@ -209,13 +226,17 @@ def _stems(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
-def _article_pairs(data_dir: Path) -> tuple[list[tuple[str, int, Path, Path]], list[str]]:
-    images, masks = _stems(data_dir / "images"), _stems(data_dir / "masks")
+def _article_pairs(
+    images_dir: Path, masks_dir: Path
+) -> tuple[list[tuple[str, int, Path, Path]], list[str]]:
+    images, masks = _stems(images_dir), _stems(masks_dir)
     problems = [
-        f"{images[s]}: image without mask (expected masks/{s}.png); add the mask or remove the image"
+        f"{images[s]}: image without mask (expected {masks_dir / s}.png); "
+        "add the mask or remove the image"
         for s in sorted(images.keys() - masks.keys())
     ] + [
-        f"{masks[s]}: mask without image (expected images/{s}.png); add the image or remove the mask"
+        f"{masks[s]}: mask without image (expected {images_dir / s}.png); "
+        "add the image or remove the mask"
         for s in sorted(masks.keys() - images.keys())
     ]
     pairs = []
@@ -235,8 +256,10 @@ def detect_layout(data_dir: str | Path) -> tuple[str, Path]:
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DatasetError([f"{data_dir}: folder not found"],
-                           hint="Pass the folder that holds kaggle_3m/ or images/ + masks/.")
+        raise DatasetError(
+            [f"{data_dir}: folder not found"],
+            hint="Pass the folder that holds kaggle_3m/ or images/ + masks/.",
+        )
     if (data_dir / "images").is_dir() and (data_dir / "masks").is_dir():
         return "article", data_dir
     root = _find_kaggle_root(data_dir)
@@ -260,9 +283,13 @@ def _check_pair(pair: tuple[str, int, Path, Path], num_classes: int) -> SliceRec
     except DatasetError as error:
         return error.problems[0]
     if image.shape[:2] != mask.shape:
-        return (f"{image_path}: image is {image.shape[1]}x{image.shape[0]} but its mask "
-                f"{mask_path.name} is {mask.shape[1]}x{mask.shape[0]}; they must match")
-    return SliceRecord(patient, index, Path(image_path), Path(mask_path), int(np.count_nonzero(mask)))
+        return (
+            f"{image_path}: image is {image.shape[1]}x{image.shape[0]} but its mask "
+            f"{mask_path.name} is {mask.shape[1]}x{mask.shape[0]}; they must match"
+        )
+    return SliceRecord(
+        patient, index, Path(image_path), Path(mask_path), int(np.count_nonzero(mask))
+    )
 
 
 def find_slices(
@@ -289,16 +316,56 @@ def find_slices(
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2 (background + classes), got {num_classes!r}")
     layout, root = detect_layout(data_dir)
-    pairs, problems = (_kaggle_pairs if layout == "kaggle" else _article_pairs)(root)
+    if layout == "kaggle":
+        pairs, problems = _kaggle_pairs(root)
+    else:
+        pairs, problems = _article_pairs(root / "images", root / "masks")
+    return _checked_records(
+        pairs, problems, root, num_classes=num_classes, progress=progress, workers=workers
+    )
+
+
+def find_pairs(
+    images_dir: str | Path,
+    masks_dir: str | Path,
+    *,
+    num_classes: int = 2,
+    progress: bool = True,
+    workers: int = 4,
+) -> list[SliceRecord]:
+    """Like `find_slices`, for the article's separate folders (`train_images`,
+    `train_annotations`): images and masks paired by file stem."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2 (background + classes), got {num_classes!r}")
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    missing = [f"{d}: folder not found" for d in (images_dir, masks_dir) if not d.is_dir()]
+    if missing:
+        raise DatasetError(missing, hint="Pass the folders that hold the images and the masks.")
+    pairs, problems = _article_pairs(images_dir, masks_dir)
+    return _checked_records(
+        pairs, problems, images_dir, num_classes=num_classes, progress=progress, workers=workers
+    )
+
+
+def _checked_records(pairs, problems, root: Path, *, num_classes, progress, workers):
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(tqdm(pool.map(lambda p: _check_pair(p, num_classes), pairs), total=len(pairs),
-                            desc=f"Checking {root.name}", unit="slice", disable=not progress))
-    problems += [r for r in results if isinstance(r, str)]
+        results = list(
+            tqdm(
+                pool.map(lambda p: _check_pair(p, num_classes), pairs),
+                total=len(pairs),
+                desc=f"Checking {root.name}",
+                unit="slice",
+                disable=not progress,
+            )
+        )
+    problems = problems + [r for r in results if isinstance(r, str)]
     records = [r for r in results if isinstance(r, SliceRecord)]
     if not problems and not records:
         problems.append(f"{root}: no image/mask pairs found")
     if problems:
-        raise DatasetError(problems, hint="Fix or remove these files, then run `pspseg check` again.")
+        raise DatasetError(
+            problems, hint="Fix or remove these files, then run `pspseg check` again."
+        )
     return sorted(records, key=lambda r: (r.patient_id, r.slice_index))
 
 
@@ -390,8 +457,12 @@ def select_patients(records: Iterable[SliceRecord], patients: Iterable[str]) -> 
 
 
 def load_arrays(
-    records: Sequence[SliceRecord], *, image_size: int | None = None, num_classes: int = 2,
-    progress: bool = True, workers: int = 4,
+    records: Sequence[SliceRecord],
+    *,
+    image_size: int | None = None,
+    num_classes: int = 2,
+    progress: bool = True,
+    workers: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode every slice once into memory, resized to image_size x image_size if given.
 
@@ -413,12 +484,23 @@ def load_arrays(
         return image, mask
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pairs = list(tqdm(pool.map(load, records), total=len(records), desc="Loading slices",
-                          unit="slice", disable=not progress))
+        pairs = list(
+            tqdm(
+                pool.map(load, records),
+                total=len(records),
+                desc="Loading slices",
+                unit="slice",
+                disable=not progress,
+            )
+        )
     shapes = {image.shape for image, _ in pairs}
     if len(shapes) > 1:
-        raise DatasetError([f"images have different sizes {sorted(shapes)}; pass image_size to "
-                            "resize them to one size"])
+        raise DatasetError(
+            [
+                f"images have different sizes {sorted(shapes)}; pass image_size to "
+                "resize them to one size"
+            ]
+        )
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
@@ -437,13 +519,28 @@ def _augment(image, mask, seed):
     scale = tf.random.stateless_uniform([], seeds[2], 0.9, 1.1)
     # Output pixel (x, y) samples input at A (x - c) + c with A = R(angle) / scale.
     cos, sin, centre = tf.cos(angle) / scale, tf.sin(angle) / scale, (size - 1.0) / 2.0
-    transform = tf.stack([cos, -sin, centre - cos * centre + sin * centre,
-                          sin, cos, centre - sin * centre - cos * centre, 0.0, 0.0])[None]
+    transform = tf.stack(
+        [
+            cos,
+            -sin,
+            centre - cos * centre + sin * centre,
+            sin,
+            cos,
+            centre - sin * centre - cos * centre,
+            0.0,
+            0.0,
+        ]
+    )[None]
 
     def warp(x, interpolation):
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x[None], transforms=transform, output_shape=tf.shape(x)[:2],
-            fill_value=0.0, interpolation=interpolation, fill_mode="CONSTANT")[0]
+            images=x[None],
+            transforms=transform,
+            output_shape=tf.shape(x)[:2],
+            fill_value=0.0,
+            interpolation=interpolation,
+            fill_mode="CONSTANT",
+        )[0]
 
     image = warp(image, "BILINEAR")
     mask = warp(mask, "NEAREST")
@@ -485,7 +582,8 @@ def make_dataset(
     if augment:
         element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, element_seeds)).map(
-            lambda pair, s: _augment(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE)
+            lambda pair, s: _augment(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE
+        )
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True
@@ -513,8 +611,10 @@ def prepare(
     """
     layout, _ = detect_layout(kaggle_dir)
     if layout != "kaggle":
-        raise DatasetError([f"{kaggle_dir}: already in the article layout (images/ + masks/)"],
-                           hint="`pspseg prepare` converts the Kaggle layout; nothing to do.")
+        raise DatasetError(
+            [f"{kaggle_dir}: already in the article layout (images/ + masks/)"],
+            hint="`pspseg prepare` converts the Kaggle layout; nothing to do.",
+        )
     records = find_slices(kaggle_dir, progress=progress)
     out_dir = Path(out_dir)
     for sub in ("images", "masks"):
@@ -569,7 +669,9 @@ def resolve_data_dir(
 
             return Path(kagglehub.dataset_download(KAGGLE_HANDLE)), "kaggle"
         except Exception as error:  # noqa: BLE001 - any download failure falls back to synthetic
-            print(f"Kaggle download failed ({type(error).__name__}: {error}); using synthetic data.")
+            print(
+                f"Kaggle download failed ({type(error).__name__}: {error}); using synthetic data."
+            )
     synthetic_dir = Path(synthetic_dir)
     if not (synthetic_dir / "kaggle_3m").is_dir():
         from pspseg_utils.synthetic import generate_dataset

@@ -126,9 +126,7 @@ def _cross_entropy(labels, targets, y_pred, from_logits):
         pixel_losses = ops.binary_crossentropy(targets, y_pred, from_logits=from_logits)
         pixel_losses = ops.squeeze(pixel_losses, axis=-1)
     else:
-        pixel_losses = ops.sparse_categorical_crossentropy(
-            labels, y_pred, from_logits=from_logits
-        )
+        pixel_losses = ops.sparse_categorical_crossentropy(labels, y_pred, from_logits=from_logits)
     return _mean_over_pixels(pixel_losses)
 
 
@@ -170,6 +168,7 @@ class SoftDiceLoss(keras.losses.Loss):
             `False`.
         reduction: str or None. Keras loss reduction. Defaults to `"sum_over_batch_size"`.
         name: str. Name of the loss. Defaults to `"soft_dice"`.
+        **kwargs: Other arguments of `keras.losses.Loss` (e.g. `dtype`).
 
     Raises:
         ValueError: if `smooth < 0` or a flag is not a bool; at call time, if the shapes of
@@ -248,6 +247,7 @@ class BCEDiceLoss(keras.losses.Loss):
         from_logits: bool. Whether `y_pred` holds logits. Defaults to `False`.
         reduction: str or None. Keras loss reduction. Defaults to `"sum_over_batch_size"`.
         name: str. Name of the loss. Defaults to `"bce_dice"`.
+        **kwargs: Other arguments of `keras.losses.Loss` (e.g. `dtype`).
 
     Raises:
         ValueError: if a weight or `smooth` is negative, both weights are 0, or a flag is not a
@@ -334,6 +334,7 @@ class FocalLoss(keras.losses.Loss):
         from_logits: bool. Whether `y_pred` holds logits. Defaults to `False`.
         reduction: str or None. Keras loss reduction. Defaults to `"sum_over_batch_size"`.
         name: str. Name of the loss. Defaults to `"focal"`.
+        **kwargs: Other arguments of `keras.losses.Loss` (e.g. `dtype`).
 
     Raises:
         ValueError: if `gamma < 0`, `alpha` is outside `[0, 1]` or `from_logits` is not a bool;

@@ -555,9 +555,7 @@ class ClassRecall(_ClassMaskMixin, keras.metrics.Recall):
         ValueError: on a bad argument, or at update time as `DiceCoefficient`.
     """
 
-    def __init__(
-        self, class_id: int = 1, threshold: float = 0.5, name: str = "recall", dtype=None
-    ):
+    def __init__(self, class_id: int = 1, threshold: float = 0.5, name: str = "recall", dtype=None):
         super().__init__(thresholds=0.5, name=name, dtype=dtype)  # masks are exactly 0 or 1
         self._init_class_mask(class_id, threshold)
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from pspseg_utils.losses import get_loss
 from pspseg_utils.metrics import (
     ClassPrecision,
     ClassRecall,
@@ -41,8 +42,11 @@ NAN = float("nan")
         (EMPTY, PRED, (0, 3, 0, 6)),
         (TRUTH, EMPTY, (0, 0, 3, 6)),
         # a 2x2x2 "volume": truth first slice, prediction first row of both slices
-        (np.array([[[1, 1], [1, 1]], [[0, 0], [0, 0]]]), np.array([[[1, 1], [0, 0]]] * 2),
-         (2, 2, 2, 2)),
+        (
+            np.array([[[1, 1], [1, 1]], [[0, 0], [0, 0]]]),
+            np.array([[[1, 1], [0, 0]]] * 2),
+            (2, 2, 2, 2),
+        ),
     ],
 )
 def test_confusion_counts(y_true, y_pred, expected):
@@ -117,6 +121,18 @@ def _square(top: int, left: int, size: int = 5, shape: tuple[int, int] = (12, 12
         (_square(2, 2), _square(2, 2), 1.0, 0.0),
         # single pixels at (0, 0) and (3, 4): sqrt(3^2 + 4^2) = 5
         (_square(0, 0, 1, (5, 5)), _square(3, 4, 1, (5, 5)), 1.0, 5.0),
+        # square + an outlier pixel at (19, 19), 13 px diagonally from the corner (6, 6): 16
+        # boundary distances 0 and one sqrt(13^2 + 13^2) = 18.385; 95th percentile of 17 values
+        # (index 0.95*16 = 15.2) = 0 + 0.2 * 18.385 = 3.677 (the plain Hausdorff would be 18.4)
+        (
+            _square(2, 2, 5, (20, 20)),
+            _square(2, 2, 5, (20, 20)) | _square(19, 19, 1, (20, 20)),
+            1.0,
+            0.2 * math.sqrt(338),
+        ),
+        # whole 3x3 image vs its centre: pixels on the image border are boundary (ring of 8);
+        # ring -> centre: four 1s, four sqrt(2); 95th percentile (index 6.65) = sqrt(2)
+        (np.ones((3, 3)), _square(1, 1, 1, (3, 3)), 1.0, math.sqrt(2)),
     ],
 )
 def test_hausdorff_distance_95(y_true, y_pred, spacing, expected):
@@ -124,9 +140,7 @@ def test_hausdorff_distance_95(y_true, y_pred, spacing, expected):
     assert result == pytest.approx(expected, abs=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("y_true", "y_pred"), [(EMPTY, PRED), (TRUTH, EMPTY), (EMPTY, EMPTY)]
-)
+@pytest.mark.parametrize(("y_true", "y_pred"), [(EMPTY, PRED), (TRUTH, EMPTY), (EMPTY, EMPTY)])
 def test_hausdorff_distance_95_empty_is_nan(y_true, y_pred):
     assert math.isnan(hausdorff_distance_95(y_true, y_pred))
 
@@ -210,6 +224,10 @@ def test_keras_threshold_and_label_shapes():
     strict = DiceCoefficient(threshold=0.7)
     strict.update_state(TRUTH[None], y_pred)
     assert _result(strict) == 0.0  # tp=0, fn=3
+    # P exactly at the threshold is foreground (P >= threshold, as keras.metrics.BinaryIoU)
+    at_threshold = DiceCoefficient()
+    at_threshold.update_state(TRUTH[None], np.where(TRUTH > 0, 0.5, 0.0)[None, ..., None])
+    assert _result(at_threshold) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -226,8 +244,9 @@ def test_keras_threshold_and_label_shapes():
 )
 def test_keras_multiclass_class_id(class_id, dice, iou):
     labels = np.array([[[0, 1], [2, 2]]])
-    probabilities = np.array([[[[0.8, 0.1, 0.1], [0.2, 0.5, 0.3]],
-                               [[0.1, 0.2, 0.7], [0.3, 0.4, 0.3]]]], dtype="float32")
+    probabilities = np.array(
+        [[[[0.8, 0.1, 0.1], [0.2, 0.5, 0.3]], [[0.1, 0.2, 0.7], [0.3, 0.4, 0.3]]]], dtype="float32"
+    )
     for metric_class, expected in ((DiceCoefficient, dice), (IoUCoefficient, iou)):
         metric = metric_class(class_id=class_id)
         metric.update_state(labels, probabilities)
@@ -246,7 +265,9 @@ def test_keras_pooled_iou_matches_keras_binary_iou_and_numpy():
     assert _result(ours) == pytest.approx(iou_score(labels, probabilities[..., 0] >= 0.5))
     dice = DiceCoefficient(per_image=True)
     dice.update_state(labels, probabilities)
-    per_image = [dice_score(y, p[..., 0] >= 0.5) for y, p in zip(labels, probabilities)]
+    per_image = [
+        dice_score(y, p[..., 0] >= 0.5) for y, p in zip(labels, probabilities, strict=True)
+    ]
     assert _result(dice) == pytest.approx(np.mean(per_image), abs=1e-6)
 
 
@@ -262,8 +283,7 @@ def test_keras_reset_state(per_image):
 
 
 def test_keras_accumulates_across_batches():
-    # batch 1: tp=2, fp=1, fn=1; batch 2: tp=3 -> pooled dice = 10/(10+1+1) = 0.8333;
-    # per image: mean(0.6667, 1) = 0.8333 too, so use a miss in batch 2 for per image:
+    # pooled, batch 1: tp=2, fp=1, fn=1; batch 2: tp=3 -> dice = 2*5/(2*5+1+1) = 0.8333
     metric = DiceCoefficient()
     metric.update_state(TRUTH[None], _binary_probabilities(PRED))
     metric.update_state(TRUTH[None], _binary_probabilities(TRUTH))
@@ -274,16 +294,50 @@ def test_keras_accumulates_across_batches():
     assert _result(per_image) == pytest.approx((4 / 6 + 0) / 2)
 
 
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_keras_metrics_in_compiled_evaluate(num_classes):
+    # Graph mode with an unknown batch size: evaluate() must agree with eager updates.
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(4, 6, 6, 2)).astype("float32")
+    labels = rng.integers(0, max(num_classes, 2), size=(4, 6, 6))
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    inputs = keras.Input((6, 6, 2))
+    outputs = keras.layers.Conv2D(num_classes, 1, activation=activation)(inputs)
+    model = keras.Model(inputs, outputs)
+
+    def build_metrics():
+        return [DiceCoefficient(), IoUCoefficient(per_image=True, name="iou_image")]
+
+    loss = get_loss("bce_dice", num_classes=num_classes)  # per-image losses: batch mean = mean
+    model.compile(loss=loss, metrics=build_metrics())
+    evaluated = model.evaluate(images, labels, batch_size=2, verbose=0, return_dict=True)
+    probabilities = model.predict(images, batch_size=2, verbose=0)
+    for metric in build_metrics():
+        metric.update_state(labels[:2], probabilities[:2])
+        metric.update_state(labels[2:], probabilities[2:])
+        assert evaluated[metric.name] == pytest.approx(_result(metric), abs=1e-5)
+    eager_loss = float(keras.ops.convert_to_numpy(loss(labels, probabilities)))
+    assert evaluated["loss"] == pytest.approx(eager_loss, rel=1e-4)
+
+
 def test_keras_sample_weight_masks_images():
-    # second image (a miss) weighted 0: per image -> only image 1 (dice 1); pooled tp=3 -> 1
+    # image 1 partial (tp=2, fp=1, fn=1: dice 0.6667), image 2 (a miss) weighted 0.
+    # per image: only image 1 counts -> 0.6667 (counting the all-masked image as empty-empty
+    # would give (0.6667 + 1) / 2 = 0.8333); pooled: tp=2, fp=1, fn=1 -> 0.6667
     for per_image in (True, False):
         metric = DiceCoefficient(per_image=per_image)
         metric.update_state(
             np.stack([TRUTH, TRUTH]),
-            _binary_probabilities(TRUTH, EMPTY),
+            _binary_probabilities(PRED, EMPTY),
             sample_weight=np.array([1.0, 0.0]).reshape(2, 1, 1),
         )
-        assert _result(metric) == pytest.approx(1.0)
+        assert _result(metric) == pytest.approx(4 / 6)
+    # per-pixel weights: masking PRED's false-positive pixel (0, 2) -> tp=2, fn=1 -> 4/5
+    weights = np.ones((1, 3, 3))
+    weights[0, 0, 2] = 0.0
+    metric = DiceCoefficient()
+    metric.update_state(TRUTH[None], _binary_probabilities(PRED), sample_weight=weights)
+    assert _result(metric) == pytest.approx(4 / 5)
 
 
 def test_keras_mixed_precision_input():
@@ -357,8 +411,13 @@ def test_precision_recall_metrics_types(num_classes, class_id, expected_types):
         (1, TRUTH[None], _binary_probabilities(PRED), 2 / 3, 2 / 3),
         # 3 classes, class 1: labels [[0, 1], [2, 1]], argmax [[0, 1], [1, 1]]:
         # tp=2, fp=1, fn=0 -> precision 2/3, recall 1
-        (3, np.array([[[0, 1], [2, 1]]]), np.eye(3, dtype="float32")[[[[0, 1], [1, 1]]]],
-         2 / 3, 1.0),
+        (
+            3,
+            np.array([[[0, 1], [2, 1]]]),
+            np.eye(3, dtype="float32")[[[[0, 1], [1, 1]]]],
+            2 / 3,
+            1.0,
+        ),
     ],
 )
 def test_precision_recall_metrics_values(num_classes, labels, probabilities, precision, recall):

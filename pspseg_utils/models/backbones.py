@@ -62,11 +62,24 @@ def _dilate_mobilenetv2(config: dict, output_stride: int) -> None:
             _layer(config, f"block_{block}_depthwise")["dilation_rate"] = (dilation, dilation)
 
 
-BACKBONES: dict[str, tuple[Callable, Callable[[dict, int], None], str]] = {
-    # name: (Keras Applications factory, dilation editor, cached ImageNet weights file prefix)
-    "vgg16": (keras.applications.VGG16, _dilate_vgg16, "vgg16_weights_tf_dim_ordering"),
-    "resnet50": (keras.applications.ResNet50, _dilate_resnet50, "resnet50_weights_tf_dim_ordering"),
-    "mobilenetv2": (keras.applications.MobileNetV2, _dilate_mobilenetv2, "mobilenet_v2_weights"),
+BACKBONES: dict[str, tuple[Callable, Callable[[dict, int], None], str, str | None]] = {
+    # name: (Keras Applications factory, dilation editor, cached ImageNet weights file prefix,
+    #        feature layer, None for the last one)
+    "vgg16": (keras.applications.VGG16, _dilate_vgg16, "vgg16_weights_tf_dim_ordering", None),
+    "resnet50": (
+        keras.applications.ResNet50,
+        _dilate_resnet50,
+        "resnet50_weights_tf_dim_ordering",
+        None,
+    ),
+    # MobileNetV2's last 1x1 conv (320 -> 1280 channels) serves the ImageNet classifier; like
+    # DeepLabV3's MobileNetV2, we stop before it: the pyramid on 1280 channels would cost 4x more.
+    "mobilenetv2": (
+        keras.applications.MobileNetV2,
+        _dilate_mobilenetv2,
+        "mobilenet_v2_weights",
+        "block_16_project_BN",
+    ),
 }
 
 
@@ -114,13 +127,13 @@ def build_backbone(
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
     if weights not in (None, "imagenet"):
         raise ValueError(f"backbone_weights must be None or 'imagenet', got {weights!r}")
-    factory, dilate, prefix = BACKBONES[name]
+    factory, dilate, prefix, feature_layer = BACKBONES[name]
     if weights == "imagenet":
         _check_weights_reachable(name, prefix)
     original = factory(include_top=False, weights=weights, input_shape=input_shape)
     config = copy.deepcopy(original.get_config())
     dilate(config, output_stride)
-    config["name"] = "backbone"
-    backbone = keras.Model.from_config(config)
-    backbone.set_weights(original.get_weights())
-    return backbone
+    dilated = keras.Model.from_config(config)
+    dilated.set_weights(original.get_weights())
+    features = dilated.get_layer(feature_layer).output if feature_layer else dilated.output
+    return keras.Model(dilated.input, features, name="backbone")

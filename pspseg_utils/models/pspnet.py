@@ -66,7 +66,10 @@ def conv_bn_relu(x, filters: int, kernel_size: int, *, name: str):
 
 
 def pyramid_pooling_module(
-    features, *, bins: Sequence[int] = (1, 2, 3, 6), reduced_channels: int | None = None,
+    features,
+    *,
+    bins: Sequence[int] = (1, 2, 3, 6),
+    reduced_channels: int | None = None,
     name: str = "ppm",
 ):
     """PSPNet's pyramid pooling module on a (B, h, w, C) feature map.
@@ -82,8 +85,9 @@ def pyramid_pooling_module(
     for size in bins:
         x = AdaptiveAveragePooling(size, name=f"{name}_pool{size}")(features)
         x = conv_bn_relu(x, reduced, 1, name=f"{name}_pool{size}")
-        x = layers.Resizing(height, width, interpolation="bilinear",
-                            name=f"{name}_pool{size}_upsample")(x)
+        x = layers.Resizing(
+            height, width, interpolation="bilinear", name=f"{name}_pool{size}_upsample"
+        )(x)
         branches.append(x)
     return layers.Concatenate(name=f"{name}_concat")(branches)
 
@@ -133,14 +137,16 @@ class PSPNet(keras.Model):
         # === Layers and functional graph ===
         inputs = keras.Input(input_shape, name="image")
         x = SliceStandardization(name="standardize")(inputs)
-        features = build_backbone(backbone, input_shape=input_shape, output_stride=output_stride,
-                                  weights=backbone_weights)(x)
+        features = build_backbone(
+            backbone, input_shape=input_shape, output_stride=output_stride, weights=backbone_weights
+        )(x)
         x = pyramid_pooling_module(features, bins=bins)
         x = conv_bn_relu(x, head_channels, 3, name="head")
         x = layers.Dropout(dropout_rate, name="head_dropout")(x)
         x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-        x = layers.Resizing(input_shape[0], input_shape[1], interpolation="bilinear",
-                            name="upsample")(x)
+        x = layers.Resizing(
+            input_shape[0], input_shape[1], interpolation="bilinear", name="upsample"
+        )(x)
         activation = "sigmoid" if num_classes == 1 else "softmax"
         outputs = layers.Activation(activation, dtype="float32", name="probabilities")(x)
         kwargs.setdefault("name", f"{backbone}_pspnet")
@@ -222,21 +228,34 @@ def build_pspnet(
         RuntimeError: backbone_weights="imagenet" on a machine that cannot download them; pass
             backbone_weights=None to train from scratch.
     """
-    return PSPNet(input_shape=input_shape, num_classes=num_classes, backbone=backbone,
-                  output_stride=output_stride, bins=bins, backbone_weights=backbone_weights,
-                  head_channels=head_channels, dropout_rate=dropout_rate)
+    return PSPNet(
+        input_shape=input_shape,
+        num_classes=num_classes,
+        backbone=backbone,
+        output_stride=output_stride,
+        bins=bins,
+        backbone_weights=backbone_weights,
+        head_channels=head_channels,
+        dropout_rate=dropout_rate,
+    )
 
 
 def _article_builder(backbone: str):
-    def builder(n_classes: int, input_height: int = 384, input_width: int = 576, channels: int = 3,
-                backbone_weights: str | None = "auto") -> PSPNet:
+    def builder(
+        n_classes: int,
+        input_height: int = 384,
+        input_width: int = 576,
+        channels: int = 3,
+        backbone_weights: str | None = "auto",
+    ) -> PSPNet:
         if channels != 3:
             raise ValueError(f"channels must be 3 for these backbones, got {channels!r}")
         shape = (input_height, input_width, channels)
         num_classes = 1 if n_classes == 2 else n_classes  # binary: one sigmoid channel
         if backbone_weights != "auto":
-            return build_pspnet(shape, num_classes, backbone=backbone,
-                                backbone_weights=backbone_weights)
+            return build_pspnet(
+                shape, num_classes, backbone=backbone, backbone_weights=backbone_weights
+            )
         try:
             return build_pspnet(shape, num_classes, backbone=backbone, backbone_weights="imagenet")
         except RuntimeError as error:
