@@ -16,10 +16,17 @@ from pathlib import Path
 from pspseg_utils import data
 
 EPILOG = """\
-examples:
-  pspseg synth data/synthetic --patients 20        # an offline LGG-like dataset
-  pspseg check data/synthetic                      # validate it and count what is there
-  pspseg prepare data/lgg/kaggle_3m data/lgg_png   # Kaggle TIFFs -> the article's PNG layout
+a first session, offline:
+  pspseg synth data/synthetic --patients 20               # an LGG-like dataset to learn on
+  pspseg check data/synthetic                             # validate it, count what is there
+  pspseg train --data data/synthetic --out runs/first     # train (resumes if interrupted)
+  pspseg evaluate --model runs/first --data data/synthetic --split test
+  pspseg predict --model runs/first data/synthetic/kaggle_3m/SYN_AA_0001_20000101 --out preds
+  pspseg export --model runs/first --out exported
+
+other:
+  pspseg prepare data/lgg/kaggle_3m data/lgg_png          # Kaggle TIFFs -> the article's PNGs
+  pspseg COMMAND --help                                   # every option of a command
 
 Real data: https://www.kaggle.com/datasets/mateuszbuda/lgg-mri-segmentation (see data/README.md).
 """
@@ -60,6 +67,129 @@ def _check(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     records = data.prepare(args.kaggle_dir, args.out_dir)
     print(f"Wrote {len(records)} image/mask PNG pairs to {Path(args.out_dir)}/images and /masks")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pspseg_utils.training import TrainConfig, default_config, train
+
+    overrides = {
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "time_budget_minutes": args.time_budget,
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+        "precision": args.precision,
+        "steps_per_epoch": args.steps_per_epoch,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = default_config(**given) if not args.quick else TrainConfig(**{**QUICK, **given})
+    result = train(args.data, args.out, config, resume=not args.no_resume)
+    how = f", stopped by the {result.stopped_early}" if result.stopped_early else ""
+    print(
+        f"Trained {result.epochs_done} epoch(s){how}. Run folder: {args.out}\n"
+        f"Next: pspseg evaluate --model {args.out} --data {args.data} --split test"
+    )
+    return 0
+
+
+# Tiny settings for smoke tests and CI: seconds, not minutes.
+QUICK = dict(image_size=64, epochs=2, batch_size=4, steps_per_epoch=2, head_channels=32)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pspseg_utils import inference
+
+    files = []
+    for item in args.inputs:
+        if item.is_dir():
+            files += sorted(
+                p
+                for p in item.rglob("*")
+                if p.suffix.lower() in data.IMAGE_SUFFIXES and not p.stem.endswith("_mask")
+            )
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    if not files:
+        raise FileNotFoundError("no images among the inputs (.png, .tif, .jpg; *_mask skipped)")
+    model = inference.load_model(args.model)
+    written = inference.predict_files(
+        model,
+        files,
+        args.out,
+        threshold=args.threshold,
+        tta=args.tta,
+        keep_largest=args.keep_largest,
+    )
+    print(f"Wrote {len(written)} masks to {args.out}/masks and overlays to {args.out}/overlays")
+    return 0
+
+
+def _run_folder(model_path: Path) -> Path:
+    return model_path if model_path.is_dir() else model_path.parent
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pspseg_utils import evaluation, inference
+    from pspseg_utils.training import load_split
+
+    records = data.find_slices(args.data, progress=not args.json)
+    if args.split != "all":
+        run_dir = _run_folder(args.model)
+        if not (run_dir / "split.json").exists():
+            raise FileNotFoundError(
+                f"{run_dir}/split.json not found: --split {args.split} needs the run folder "
+                "that trained the model; use --split all to evaluate every patient in --data"
+            )
+        records = data.select_patients(records, load_split(run_dir)[args.split])
+        if not records:
+            raise ValueError(
+                f"none of the run's {args.split} patients are in {args.data}; is it the data "
+                "the model was trained on? Use --split all for another dataset."
+            )
+    model = inference.load_model(args.model)
+    result = evaluation.evaluate(
+        model,
+        records,
+        threshold=args.threshold,
+        tta=args.tta,
+        keep_largest=args.keep_largest,
+        progress=not args.json,
+    )
+    if args.out:
+        evaluation.write_csv(result.slices, args.out)
+        patients = args.out.with_name(f"{args.out.stem}_patients.csv")
+        evaluation.write_csv(result.patients, patients)
+    if args.json:
+        print(json.dumps(result.summary))
+    else:
+        s = result.summary
+        print(
+            f"{s['patients']} patients, {s['slices']} slices ({args.split})\n"
+            f"  Dice per patient: mean {s['patient_dice_mean']:.3f}, "
+            f"median {s['patient_dice_median']:.3f}\n"
+            f"  Dice per slice:   mean {s['slice_dice_mean']:.3f} "
+            f"(slices with tumour: {s['slice_dice_tumour_mean']:.3f})\n"
+            f"  Tumour detected on slices: sensitivity {s['detection_sensitivity']:.3f}, "
+            f"specificity {s['detection_specificity']:.3f}"
+        )
+        if args.out:
+            print(f"  Tables: {args.out}, {patients}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pspseg_utils.export import export
+
+    sizes = export(args.model, args.out)
+    for name, size in sizes.items():
+        print(f"{args.out / name}: {size / 1e6:.1f} MB")
     return 0
 
 
@@ -116,7 +246,108 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("kaggle_dir", type=Path, metavar="KAGGLE_DIR")
     prepare.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     prepare.set_defaults(run=_prepare)
+
+    train = commands.add_parser(
+        "train",
+        help="train a PSPNet with a patient-level split, resuming if interrupted",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train on DATA (either layout), split by patient, checkpointing every epoch "
+        "into OUT (last.keras, best.keras, log.csv, config.json, split.json). Running the same "
+        "command again resumes after the last finished epoch. Without a GPU the defaults are the "
+        "CPU recipe (MobileNetV2, 128 px, bfloat16 where the CPU has it); with one, VGG16 at "
+        "256 px in mixed precision. Unset options keep those defaults.",
+    )
+    train.add_argument("--data", type=Path, required=True, help="dataset folder")
+    train.add_argument("--out", type=Path, required=True, help="run folder to write")
+    train.add_argument("--backbone", choices=["vgg16", "resnet50", "mobilenetv2"])
+    train.add_argument("--image-size", type=int, help="train at N x N (multiple of 8)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="peak learning rate (poly decay, power 0.9)")
+    train.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MIN",
+        help="stop cleanly after the epoch that would overrun MIN minutes",
+    )
+    train.add_argument("--val-fraction", type=float, help="share of patients for validation")
+    train.add_argument("--test-fraction", type=float, help="share of patients held out")
+    train.add_argument("--seed", type=int)
+    train.add_argument(
+        "--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+    )
+    train.add_argument("--steps-per-epoch", type=int, help="default: one pass over the data")
+    train.add_argument(
+        "--no-resume", action="store_true", help="start afresh even if OUT has a checkpoint"
+    )
+    train.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny settings (64 px, 2 short epochs) for a smoke test",
+    )
+    train.set_defaults(run=_train)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict masks for images or folders, writing masks and overlays",
+        description="Write OUT/masks/<name>.png (labels 0/1, at each image's own size) and "
+        "OUT/overlays/<name>.png for every input image (folders are searched, *_mask skipped).",
+    )
+    predict.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="a .keras file or a run folder (best.keras, else last.keras)",
+    )
+    predict.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
+    predict.add_argument("--out", type=Path, required=True)
+    _add_prediction_options(predict)
+    predict.set_defaults(run=_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="Dice, IoU, precision, recall, HD95 per slice and per patient",
+        description="Score a model on DATA. --split test|val uses the run folder's split.json "
+        "(the patients the model never trained on); --split all scores every patient in DATA. "
+        "Per-patient Dice is computed over the whole volume, as in Buda et al. 2019.",
+    )
+    evaluate.add_argument(
+        "--model", type=Path, required=True, help="a run folder, or a .keras file inside one"
+    )
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--split", choices=["test", "val", "all"], default="test")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        metavar="CSV",
+        help="per-slice table; per-patient goes to CSV_patients.csv beside it",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_prediction_options(evaluate)
+    evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser(
+        "export",
+        help="write model.keras and a TensorFlow SavedModel, with their sizes",
+        description="Export a trained model to OUT/model.keras (no optimizer state) and "
+        "OUT/saved_model/ (serving signature: float32 images (B, H, W, 3) in 0..255).",
+    )
+    export.add_argument("--model", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(run=_export)
     return parser
+
+
+def _add_prediction_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="cut-off on P(tumour) (default 0.5)"
+    )
+    parser.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    parser.add_argument(
+        "--keep-largest",
+        action="store_true",
+        help="keep only the largest connected region per slice",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

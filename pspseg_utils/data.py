@@ -23,6 +23,7 @@ import dataclasses
 import os
 import re
 import socket
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -629,11 +630,23 @@ def prepare(
 
 
 def _kaggle_reachable(timeout: float) -> bool:
-    try:
-        with socket.create_connection(("www.kaggle.com", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """Whether www.kaggle.com accepts a connection within `timeout` seconds.
+
+    The socket timeout does not cover the DNS lookup, which can block for tens of seconds on an
+    offline machine, so the attempt runs in a daemon thread that is abandoned after `timeout`."""
+    reachable: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(("www.kaggle.com", 443), timeout=timeout):
+                reachable.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, name="pspseg-kaggle-check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(reachable)
 
 
 def resolve_data_dir(

@@ -187,6 +187,21 @@ def recall_score(y_true, y_pred, *, empty_value: float = 1.0) -> float:
     return _ratio(tp, tp + fn, tp, fp, fn, empty_value)
 
 
+def scores_from_counts(tp: int, fp: int, fn: int, *, empty_value: float = 1.0) -> dict[str, float]:
+    """Dice, IoU, precision and recall from confusion counts, with this module's empty-mask
+    convention; for counts summed over many slices, e.g. a patient's whole volume.
+
+    Returns:
+        {"dice": ..., "iou": ..., "precision": ..., "recall": ...} as floats.
+    """
+    return {
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn, tp, fp, fn, empty_value),
+        "iou": _ratio(tp, tp + fp + fn, tp, fp, fn, empty_value),
+        "precision": _ratio(tp, tp + fp, tp, fp, fn, empty_value),
+        "recall": _ratio(tp, tp + fn, tp, fp, fn, empty_value),
+    }
+
+
 _CROSS_3X3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 

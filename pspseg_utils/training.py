@@ -1,0 +1,539 @@
+"""Training that survives a disconnect: atomic checkpoints, exact resume, a wall-clock budget.
+
+A run folder holds everything needed to resume and to evaluate on the same held-out patients::
+
+    RUN_DIR/config.json   the TrainConfig and the data folder
+    RUN_DIR/split.json    patient ids of train / val / test
+    RUN_DIR/last.keras    model + optimizer state after the last finished epoch (atomic)
+    RUN_DIR/best.keras    the model with the best validation Dice so far (atomic)
+    RUN_DIR/log.csv       one row per epoch
+
+The epoch to resume from is read from the optimizer's step counter inside `last.keras`, so the
+checkpoint and the position in training can never disagree, however the process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pspseg_utils import data
+from pspseg_utils.losses import get_loss
+from pspseg_utils.metrics import DiceCoefficient, IoUCoefficient
+from pspseg_utils.models import build_pspnet
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "fit",
+    "train_article",
+    "load_run_config",
+    "load_split",
+    "choose_precision",
+    "default_config",
+]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as RUN_DIR/config.json.
+
+    `precision` "auto" picks mixed bfloat16 or float16 on a GPU that supports it and on CPUs with
+    bfloat16 units (AMX / AVX512-BF16), else float32.
+    """
+
+    backbone: str = "mobilenetv2"
+    image_size: int = 128
+    output_stride: int = 8
+    head_channels: int = 128
+    num_classes: int = 1
+    backbone_weights: str | None = None
+    epochs: int = 40
+    batch_size: int = 16
+    steps_per_epoch: int | None = None
+    learning_rate: float = 2e-3
+    schedule: str = "poly"
+    weight_decay: float = 1e-4
+    loss: str = "bce_dice"
+    augment: bool = True
+    tumour_oversampling: float = 0.0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    precision: str = "auto"
+    jit_compile: bool = False
+    time_budget_minutes: float | None = None
+    early_stopping_patience: int | None = None
+    tensorboard: bool = False
+
+    def __post_init__(self):
+        if self.schedule not in ("poly", "cosine", "constant"):
+            raise ValueError(
+                f"schedule must be 'poly', 'cosine' or 'constant', got {self.schedule!r}"
+            )
+        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
+            raise ValueError(
+                "precision must be 'auto', 'float32', 'mixed_float16' or 'mixed_bfloat16', "
+                f"got {self.precision!r}"
+            )
+        for name in ("epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+
+
+def default_config(*, gpu: bool | None = None, **overrides) -> TrainConfig:
+    """The CPU recipe without a GPU, a full-size recipe with one; `overrides` win."""
+    import tensorflow as tf
+
+    gpu = bool(tf.config.list_physical_devices("GPU")) if gpu is None else gpu
+    base = (
+        dict(backbone="vgg16", image_size=256, head_channels=256, batch_size=16, epochs=60)
+        if gpu
+        else {}
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: keras.Model
+    history: dict
+    run_dir: Path
+    epochs_done: int
+    stopped_early: str | None
+
+
+# --------------------------------------------------------------------------------------------
+# Hardware: precision and distribution.
+# --------------------------------------------------------------------------------------------
+
+
+def _cpu_has_bfloat16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def choose_precision(requested: str = "auto") -> str:
+    """Resolve "auto": bfloat16 on Ampere+ GPUs and BF16-capable CPUs, float16 on older GPUs
+    (compute capability >= 7), else float32."""
+    if requested != "auto":
+        return requested
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+        if capability and capability >= (8, 0):
+            return "mixed_bfloat16"
+        return "mixed_float16" if capability and capability >= (7, 0) else "float32"
+    return "mixed_bfloat16" if _cpu_has_bfloat16() else "float32"
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Keras' policy is process-global; set it while building, then put the old one back."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _strategy():
+    """MirroredStrategy when several GPUs are visible (Kaggle's 2 x T4), else the default."""
+    import tensorflow as tf
+
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+# --------------------------------------------------------------------------------------------
+# Compiling, checkpointing, resuming.
+# --------------------------------------------------------------------------------------------
+
+
+def _schedule(config: TrainConfig, total_steps: int):
+    if config.schedule == "poly":  # the PSPNet paper's "poly" policy, power 0.9
+        return keras.optimizers.schedules.PolynomialDecay(
+            config.learning_rate, decay_steps=total_steps, end_learning_rate=0.0, power=0.9
+        )
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
+    return config.learning_rate
+
+
+def compile_model(model: keras.Model, config: TrainConfig, *, total_steps: int) -> keras.Model:
+    """Compile with AdamW on the schedule, the configured loss, and Dice / IoU metrics."""
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=_schedule(config, total_steps), weight_decay=config.weight_decay
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=get_loss(config.loss, num_classes=model.output_shape[-1]),
+        metrics=[DiceCoefficient(name="dice"), IoUCoefficient(name="iou")],
+        jit_compile=config.jit_compile,
+    )
+    return model
+
+
+def save_atomically(model: keras.Model, path: str | Path) -> None:
+    """Write to a temporary file beside `path`, then rename: a reader sees the old file or the
+    new one, never half of one (os.replace is atomic on POSIX and Windows)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def _write_json_atomically(path: Path, payload: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(temporary, path)
+
+
+def restore_checkpoint(model: keras.Model, path: str | Path) -> int:
+    """Load weights and optimizer state from a `.keras` checkpoint into a compiled model.
+
+    Returns:
+        The optimizer's step count, from which the finished epochs follow.
+    """
+    saved = keras.saving.load_model(path, compile=True, safe_mode=True)
+    model.set_weights(saved.get_weights())
+    model.optimizer.build(model.trainable_variables)
+    for target, source in zip(model.optimizer.variables, saved.optimizer.variables, strict=True):
+        target.assign(source)
+    return int(saved.optimizer.iterations.numpy())
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Save RUN_DIR/last.keras after every epoch and RUN_DIR/best.keras on a new best val Dice.
+
+    Keras' ModelCheckpoint writes in place and BackupAndRestore keeps no optimizer state in a
+    loadable model file; this callback does both atomically.
+    """
+
+    def __init__(self, run_dir: Path, *, monitor: str = "val_dice", best: float = -math.inf):
+        super().__init__()
+        self.run_dir, self.monitor, self.best = Path(run_dir), monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        save_atomically(self.model, self.run_dir / "last.keras")
+        score = logs.get(self.monitor, logs.get(self.monitor.removeprefix("val_")))
+        if score is not None and float(score) > self.best:
+            self.best = float(score)
+            save_atomically(self.model, self.run_dir / "best.keras")
+            _write_json_atomically(
+                self.run_dir / "best.json", {"epoch": epoch + 1, self.monitor: self.best}
+            )
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop after the epoch during which the next epoch would overrun `minutes` of wall clock."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds = minutes * 60.0
+        self.stopped = False
+
+    def on_train_begin(self, logs=None):
+        self.start = self.epoch_start = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        if now - self.start + (now - self.epoch_start) > self.seconds:
+            self.model.stop_training = True
+            self.stopped = True
+
+
+def _trim_log(path: Path, epochs_done: int) -> None:
+    """Drop log rows of epochs that were running when the process died (not in last.keras)."""
+    if not path.exists():
+        return
+    with path.open() as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epochs_done]
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+
+
+def fit(
+    model: keras.Model,
+    train_arrays: tuple[np.ndarray, np.ndarray],
+    val_arrays: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    run_dir: str | Path,
+    config: TrainConfig,
+    resume: bool = True,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Train a compiled-or-not model on in-memory arrays, checkpointing into `run_dir`.
+
+    The training stream is one seeded, endless, augmented sequence of batches; resuming at epoch
+    k skips its first k * steps_per_epoch batches, so an interrupted and resumed run sees the
+    same batches as an uninterrupted one.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    images, masks = train_arrays
+    steps = config.steps_per_epoch or max(1, math.ceil(len(images) / config.batch_size))
+    compile_model(model, config, total_steps=steps * config.epochs)
+
+    epochs_done = 0
+    if resume and (run_dir / "last.keras").exists():
+        epochs_done = restore_checkpoint(model, run_dir / "last.keras") // steps
+        print(f"Resuming {run_dir} after epoch {epochs_done} of {config.epochs}.")
+    _trim_log(run_dir / "log.csv", epochs_done)
+    if epochs_done >= config.epochs:
+        print(f"{run_dir} already finished its {config.epochs} epochs; nothing to do.")
+        return TrainResult(model, {}, run_dir, epochs_done, None)
+
+    keras.utils.set_random_seed(config.seed)
+    train_stream = data.make_dataset(
+        images,
+        masks,
+        batch_size=config.batch_size,
+        augment=config.augment,
+        shuffle=True,
+        repeat=True,
+        seed=config.seed,
+        drop_remainder=True,
+    ).skip(epochs_done * steps)
+    val_stream = None
+    if val_arrays is not None and len(val_arrays[0]):
+        val_stream = data.make_dataset(*val_arrays, batch_size=config.batch_size)
+
+    best_path = run_dir / "best.json"
+    best = json.loads(best_path.read_text())["val_dice"] if resume and best_path.exists() else None
+    monitor = "val_dice" if val_stream is not None else "dice"
+    callbacks: list[keras.callbacks.Callback] = [
+        RunCheckpoint(run_dir, monitor=monitor, best=-math.inf if best is None else best),
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+    ]
+    budget = None
+    if config.time_budget_minutes is not None:
+        budget = TimeBudget(config.time_budget_minutes)
+        callbacks.append(budget)
+    early = None
+    if config.early_stopping_patience is not None:
+        early = keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="max", patience=config.early_stopping_patience
+        )
+        callbacks.append(early)
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
+    callbacks.extend(extra_callbacks)
+
+    history = model.fit(
+        train_stream,
+        validation_data=val_stream,
+        epochs=config.epochs,
+        initial_epoch=epochs_done,
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        shuffle=False,  # the stream is already shuffled, seeded
+        verbose=verbose,
+    )
+    finished = epochs_done + len(history.epoch)
+    stopped = None
+    if budget is not None and budget.stopped:
+        stopped = f"time budget of {config.time_budget_minutes} min"
+    elif early is not None and early.stopped_epoch:
+        stopped = f"no val Dice gain in {config.early_stopping_patience} epochs"
+    return TrainResult(model, history.history, run_dir, finished, stopped)
+
+
+# --------------------------------------------------------------------------------------------
+# The two front doors: a data folder, and the article's model.train.
+# --------------------------------------------------------------------------------------------
+
+
+def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, str]:
+    """(TrainConfig, data folder) recorded in RUN_DIR/config.json."""
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    return TrainConfig(**saved["config"]), saved["data_dir"]
+
+
+def load_split(run_dir: str | Path) -> dict[str, list[str]]:
+    """Patient ids of train / val / test recorded in RUN_DIR/split.json."""
+    return json.loads((Path(run_dir) / "split.json").read_text())
+
+
+def train(
+    data_dir: str | Path,
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a PSPNet on a dataset folder with a patient-level split, into `run_dir`.
+
+    On resume the run's own config.json and split.json are used (so the held-out patients never
+    change), except `epochs` and `time_budget_minutes`, which may be raised to train longer.
+
+    Returns:
+        TrainResult with the trained model (the last epoch's weights) and the Keras history.
+    """
+    run_dir = Path(run_dir)
+    config = config or default_config()
+    resuming = resume and (run_dir / "last.keras").exists() and (run_dir / "config.json").exists()
+    if resuming:
+        saved, _ = load_run_config(run_dir)
+        config = dataclasses.replace(
+            saved, epochs=config.epochs, time_budget_minutes=config.time_budget_minutes
+        )
+        split = load_split(run_dir)
+    records = data.find_slices(data_dir, num_classes=max(2, config.num_classes), progress=progress)
+    if not resuming:
+        split = data.split_patients(
+            records,
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+            seed=config.seed,
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomically(
+            run_dir / "config.json",
+            {"config": dataclasses.asdict(config), "data_dir": str(Path(data_dir).resolve())},
+        )
+        _write_json_atomically(run_dir / "split.json", split)
+    arrays = {
+        subset: data.load_arrays(
+            data.select_patients(records, split[subset]),
+            image_size=config.image_size,
+            num_classes=max(2, config.num_classes),
+            progress=progress,
+        )
+        for subset in ("train", "val")
+        if split[subset]
+    }
+    train_arrays = _oversample(*arrays["train"], config.tumour_oversampling, config.seed)
+
+    precision = choose_precision(config.precision)
+    print(f"Training {config.backbone} PSPNet at {config.image_size}px in {precision}.")
+    with _dtype_policy(precision), _strategy().scope():
+        model = build_pspnet(
+            (config.image_size, config.image_size, 3),
+            config.num_classes,
+            backbone=config.backbone,
+            output_stride=config.output_stride,
+            head_channels=config.head_channels,
+            backbone_weights=config.backbone_weights,
+        )
+        return fit(
+            model,
+            train_arrays,
+            arrays.get("val"),
+            run_dir=run_dir,
+            config=config,
+            resume=resume,
+            verbose="auto" if progress else 2,
+        )
+
+
+def _oversample(images, masks, factor: float, seed: int):
+    """Append `factor` x (number of tumour slices) extra copies of tumour slices, seeded."""
+    if factor <= 0:
+        return images, masks
+    tumour = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
+    extra = np.random.default_rng(seed).choice(tumour, int(len(tumour) * factor))
+    return np.concatenate([images, images[extra]]), np.concatenate([masks, masks[extra]])
+
+
+def train_article(
+    model: keras.Model,
+    train_images: str | Path,
+    train_annotations: str | Path,
+    *,
+    checkpoints_path: str | Path | None = None,
+    epochs: int = 5,
+    batch_size: int = 2,
+    validate: bool = False,
+    val_images: str | Path | None = None,
+    val_annotations: str | Path | None = None,
+    val_batch_size: int = 2,
+    auto_resume_checkpoint: bool = False,
+    load_weights: str | Path | None = None,
+    steps_per_epoch: int = 512,
+    do_augment: bool = False,
+    verify_dataset: bool = True,
+    optimizer_name: str = "adam",
+    learning_rate: float = 1e-3,
+    loss: str = "bce_dice",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    **ignored,
+) -> TrainResult:
+    """keras_segmentation's `model.train(...)` on Keras 3, with the same keywords.
+
+    `checkpoints_path` names a run folder (`last.keras`, `best.keras`, `log.csv`, checkpointed
+    atomically), which `pspseg_utils.predict.model_from_checkpoint_path` reads back.
+    `auto_resume_checkpoint=True` continues from its last finished epoch. `optimizer_name` is
+    accepted for compatibility; training always uses AdamW on a poly schedule. Other keywords of
+    the old API (e.g. `gen_use_multiprocessing`) have no meaning here and are ignored with a
+    warning.
+    """
+    import warnings
+
+    if ignored:
+        warnings.warn(f"model.train ignores {sorted(ignored)} on Keras 3.", stacklevel=3)
+    if validate and (val_images is None or val_annotations is None):
+        raise ValueError("validate=True needs val_images and val_annotations")
+    num_classes = max(2, model.output_shape[-1])
+    size = model.input_shape[1]
+
+    def arrays(images_dir, masks_dir):
+        records = data.find_pairs(
+            images_dir, masks_dir, num_classes=num_classes, progress=verify_dataset
+        )
+        return data.load_arrays(records, image_size=size, num_classes=num_classes)
+
+    config = TrainConfig(
+        image_size=size,
+        num_classes=model.output_shape[-1],
+        epochs=epochs,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        learning_rate=learning_rate,
+        loss=loss,
+        augment=do_augment,
+    )
+    if load_weights:
+        model.load_weights(load_weights)
+    run_dir = Path(checkpoints_path) if checkpoints_path is not None else None
+    with contextlib.ExitStack() as stack:
+        if run_dir is None:  # the article allowed training without checkpoints
+            import tempfile
+
+            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        return fit(
+            model,
+            arrays(train_images, train_annotations),
+            arrays(val_images, val_annotations) if validate else None,
+            run_dir=run_dir,
+            config=config,
+            resume=auto_resume_checkpoint,
+            extra_callbacks=callbacks,
+        )
