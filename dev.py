@@ -44,10 +44,25 @@ def ensure_environment() -> None:
 
 
 def course() -> None:
-    from_env = dict(os.environ)
-    data_dir = ROOT / "data" / "synthetic"
-    run(BIN / "pspseg", "synth", data_dir, "--patients", "20", "--seed", "0", env=from_env)
-    run(BIN / "pspseg", "check", data_dir, env=from_env)
+    """The course's main job on the embedded default: synthetic data, training, evaluation."""
+    data_dir, run_dir = ROOT / "data" / "synthetic", ROOT / "runs" / "course"
+    pspseg = BIN / "pspseg"
+    if not (data_dir / "kaggle_3m").is_dir():
+        run(pspseg, "synth", data_dir, "--patients", "20", "--seed", "0")
+    run(pspseg, "check", data_dir)
+    run(pspseg, "train", "--data", data_dir, "--out", run_dir, "--time-budget", "10")
+    run(
+        pspseg,
+        "evaluate",
+        "--model",
+        run_dir,
+        "--data",
+        data_dir,
+        "--split",
+        "test",
+        "--out",
+        run_dir / "evaluation.csv",
+    )
 
 
 def test() -> None:

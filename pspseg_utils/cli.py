@@ -97,8 +97,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-# Tiny settings for smoke tests and CI: seconds, not minutes.
-QUICK = dict(image_size=64, epochs=2, batch_size=4, steps_per_epoch=2, head_channels=32)
+# Tiny settings for smoke tests and CI: seconds, not minutes. Eager execution, because tracing
+# the training step of a 150-layer graph takes longer than a few tiny eager steps.
+QUICK = dict(
+    image_size=64, epochs=2, batch_size=4, steps_per_epoch=2, head_channels=16, run_eagerly=True
+)
 
 
 def _predict(args: argparse.Namespace) -> int:

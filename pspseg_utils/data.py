@@ -110,7 +110,12 @@ def _decode(path: Path) -> np.ndarray:
         raise DatasetError([f"{path}: file is empty; re-download or re-export it"])
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None:
-        raise DatasetError([f"{path}: not a readable image (corrupt, or not PNG/TIFF/JPEG)"])
+        raise DatasetError(
+            [
+                f"{path}: not a readable image (corrupt, or not PNG/TIFF/JPEG); "
+                "re-export or delete it"
+            ]
+        )
     if array.dtype != np.uint8:
         raise DatasetError(
             [
@@ -396,9 +401,10 @@ def split_patients(
 ) -> dict[str, list[str]]:
     """Split patients (never slices) into train/val/test, stratified by tumour burden.
 
-    Patients are ranked by total tumour pixels (ties and order within a rank broken by the seeded
-    shuffle) and dealt out systematically, so each subset gets small and large tumours alike and
-    the subset sizes are round(n * fraction). No patient appears in two subsets.
+    Patients are ranked by total tumour pixels (ties broken by a seeded shuffle), the ranking is
+    cut into as many consecutive blocks as a held-out subset needs patients, and one patient is
+    drawn from each block: each subset gets small and large tumours alike, and has
+    round(n * fraction) patients (at least 1 when fraction > 0). No patient is in two subsets.
 
     Returns:
         {"train": [...], "val": [...], "test": [...]} of patient ids, each sorted.
@@ -434,12 +440,12 @@ def split_patients(
         )
     subsets: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     # Evenly spaced positions along the tumour-burden ranking go to each held-out subset.
-    offset = rng.uniform()
     taken: set[int] = set()
     for name in ("test", "val"):
         free = [i for i in range(len(ranked)) if i not in taken]
-        step = len(free) / counts[name] if counts[name] else 0
-        chosen = {free[int((k + offset) * step)] for k in range(counts[name])}
+        # One patient drawn at random from each of `count` consecutive blocks of the ranking.
+        blocks = np.array_split(np.array(free), counts[name]) if counts[name] else []
+        chosen = {int(rng.choice(block)) for block in blocks}
         taken |= chosen
         subsets[name] = sorted(ranked[i] for i in chosen)
     subsets["train"] = sorted(ranked[i] for i in range(len(ranked)) if i not in taken)
@@ -507,20 +513,23 @@ def load_arrays(
 
 def _augment(image, mask, seed):
     """Random left-right flip, rotation (+-10 deg), scale (0.9-1.1) and per-channel intensity
-    gain/gamma, all from one stateless seed so a given seed always gives the same sample."""
+    gain/gamma, all from one stateless seed so a given seed always gives the same sample.
+
+    TensorFlow draws the parameters; OpenCV does the pixel work (`_augment_arrays`), about 8x
+    faster on a CPU than TensorFlow's ImageProjectiveTransformV3 and pow kernels. Takes an image
+    (H, W, 3) and mask (H, W, 1) in 0..255 and returns them as float32.
+    """
     import tensorflow as tf
 
     seeds = tf.random.experimental.stateless_split(seed, num=5)
     size = tf.cast(tf.shape(image)[0], tf.float32)
     flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
-    image = tf.where(flip, tf.reverse(image, axis=[1]), image)
-    mask = tf.where(flip, tf.reverse(mask, axis=[1]), mask)
 
     angle = tf.random.stateless_uniform([], seeds[1], -10.0, 10.0) * (np.pi / 180.0)
     scale = tf.random.stateless_uniform([], seeds[2], 0.9, 1.1)
     # Output pixel (x, y) samples input at A (x - c) + c with A = R(angle) / scale.
     cos, sin, centre = tf.cos(angle) / scale, tf.sin(angle) / scale, (size - 1.0) / 2.0
-    transform = tf.stack(
+    inverse_map = tf.stack(
         [
             cos,
             -sin,
@@ -528,27 +537,41 @@ def _augment(image, mask, seed):
             sin,
             cos,
             centre - sin * centre - cos * centre,
-            0.0,
-            0.0,
         ]
-    )[None]
+    )
+    gain = tf.random.stateless_uniform([3], seeds[3], 0.9, 1.1)
+    gamma = tf.random.stateless_uniform([3], seeds[4], 0.8, 1.25)
 
-    def warp(x, interpolation):
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x[None],
-            transforms=transform,
-            output_shape=tf.shape(x)[:2],
-            fill_value=0.0,
-            interpolation=interpolation,
-            fill_mode="CONSTANT",
-        )[0]
-
-    image = warp(image, "BILINEAR")
-    mask = warp(mask, "NEAREST")
-    gain = tf.random.stateless_uniform([1, 1, 3], seeds[3], 0.9, 1.1)
-    gamma = tf.random.stateless_uniform([1, 1, 3], seeds[4], 0.8, 1.25)
-    image = 255.0 * tf.pow(tf.clip_by_value(image / 255.0 * gain, 0.0, 1.0), gamma)
+    image_shape, mask_shape = image.shape, mask.shape
+    if image.dtype != tf.uint8:
+        image = tf.saturate_cast(tf.round(tf.cast(image, tf.float32)), tf.uint8)
+    image, mask = tf.numpy_function(
+        _augment_arrays,
+        [image, tf.cast(mask[..., 0], tf.uint8), flip, inverse_map, gain, gamma],
+        [tf.float32, tf.float32],
+        stateful=False,
+    )
+    image.set_shape(image_shape)
+    mask.set_shape(mask_shape)
     return image, mask
+
+
+def _augment_arrays(image, mask, flip, inverse_map, gain, gamma):
+    """The pixel work of `_augment`: uint8 image (H, W, 3) and mask (H, W) to float32
+    (H, W, 3) and (H, W, 1). Deterministic: no randomness here."""
+    if flip:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    size = (image.shape[1], image.shape[0])
+    matrix = np.asarray(inverse_map, np.float64).reshape(2, 3)  # output pixel -> input pixel
+    image, mask = (
+        cv2.warpAffine(np.ascontiguousarray(x), matrix, size, flags=cv2.WARP_INVERSE_MAP | how)
+        for x, how in ((image, cv2.INTER_LINEAR), (mask, cv2.INTER_NEAREST))
+    )
+    # Gain then gamma, per channel, as a table over the 256 grey levels (borders stay 0).
+    levels = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    table = 255.0 * np.clip(levels * gain, 0.0, 1.0) ** gamma
+    image = cv2.LUT(image, table.astype(np.float32).reshape(256, 1, 3))
+    return image, mask[..., None].astype(np.float32)
 
 
 def make_dataset(
@@ -579,12 +602,13 @@ def make_dataset(
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)))
     if augment:
         element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, element_seeds)).map(
             lambda pair, s: _augment(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE
         )
+    else:
+        dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)))
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True

@@ -73,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"
     jit_compile: bool = False
+    run_eagerly: bool = False
     time_budget_minutes: float | None = None
     early_stopping_patience: int | None = None
     tensorboard: bool = False
@@ -190,6 +191,7 @@ def compile_model(model: keras.Model, config: TrainConfig, *, total_steps: int) 
         loss=get_loss(config.loss, num_classes=model.output_shape[-1]),
         metrics=[DiceCoefficient(name="dice"), IoUCoefficient(name="iou")],
         jit_compile=config.jit_compile,
+        run_eagerly=config.run_eagerly,
     )
     return model
 

@@ -371,7 +371,9 @@ def test_summarize(kaggle):
 def fake_records(burdens: dict[str, int], slices: int = 2) -> list[SliceRecord]:
     """`slices` records per patient sharing the patient's tumour burden equally."""
     return [
-        SliceRecord(patient, n, Path(f"{patient}_{n}.png"), Path(f"{patient}_{n}m.png"), b // slices)
+        SliceRecord(
+            patient, n, Path(f"{patient}_{n}.png"), Path(f"{patient}_{n}m.png"), b // slices
+        )
         for patient, b in burdens.items()
         for n in range(1, slices + 1)
     ]
@@ -557,7 +559,11 @@ def augmented(arrays, seed: int, batches: int = 3) -> list[tuple[np.ndarray, np.
 
 
 def test_augmentation_is_deterministic_per_seed(tiny_arrays):
-    first, again, other = augmented(tiny_arrays, 5), augmented(tiny_arrays, 5), augmented(tiny_arrays, 6)
+    first, again, other = (
+        augmented(tiny_arrays, 5),
+        augmented(tiny_arrays, 5),
+        augmented(tiny_arrays, 6),
+    )
     for (x, y), (x_again, y_again) in zip(first, again, strict=True):
         np.testing.assert_array_equal(x, x_again)
         np.testing.assert_array_equal(y, y_again)
@@ -568,15 +574,28 @@ def test_augmentation_changes_images_and_keeps_masks_binary(tiny_arrays):
     images, masks = tiny_arrays
     plain = data.make_dataset(images, masks, batch_size=12)
     changed = data.make_dataset(images, masks, batch_size=12, augment=True)
+    # Static shapes survive augmentation (Keras checks them against the model's input).
+    assert changed.element_spec[0].shape.as_list() == [None, 64, 64, 3]
+    assert changed.element_spec[1].shape.as_list() == [None, 64, 64, 1]
     (x, y), (x_aug, y_aug) = next(iter(plain)), next(iter(changed))
     assert x_aug.shape == (12, 64, 64, 3) and y_aug.shape == (12, 64, 64, 1)
     assert x_aug.dtype.name == y_aug.dtype.name == "float32"
     x_aug, y_aug = x_aug.numpy(), y_aug.numpy()
-    assert 0.0 <= x_aug.min() and x_aug.max() <= 255.0
+    assert x_aug.min() >= 0.0 and x_aug.max() <= 255.0
     assert set(np.unique(y_aug).tolist()) <= {0.0, 1.0}
     assert np.any(y_aug) and np.any(y)  # tumours survive
     for before, after in zip(x.numpy(), x_aug, strict=True):
         assert np.abs(before - after).mean() > 1.0
+
+
+def test_augmentation_accepts_float_arrays(tiny_arrays):
+    images, masks = tiny_arrays
+    as_uint8 = data.make_dataset(images, masks, batch_size=12, augment=True, seed=2)
+    as_float = data.make_dataset(
+        images.astype(np.float32), masks.astype(np.float32), batch_size=12, augment=True, seed=2
+    )
+    for expected, got in zip(next(iter(as_uint8)), next(iter(as_float)), strict=True):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
 
 
 def test_augmentation_moves_image_and_mask_together():

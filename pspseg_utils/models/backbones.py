@@ -19,6 +19,7 @@ import keras
 __all__ = ["BACKBONES", "build_backbone"]
 
 WEIGHTS_HOST = ("storage.googleapis.com", 443)
+BATCH_NORM_MOMENTUM = 0.99
 
 
 def _layer(config: dict, name: str) -> dict:
@@ -133,6 +134,11 @@ def build_backbone(
     original = factory(include_top=False, weights=weights, input_shape=input_shape)
     config = copy.deepcopy(original.get_config())
     dilate(config, output_stride)
+    for layer in config["layers"]:
+        if layer["class_name"] == "BatchNormalization":
+            # MobileNetV2 ships momentum 0.999: its moving statistics would still be mostly
+            # their initial values after the few thousand steps of a course-sized run.
+            layer["config"]["momentum"] = BATCH_NORM_MOMENTUM
     dilated = keras.Model.from_config(config)
     dilated.set_weights(original.get_weights())
     features = dilated.get_layer(feature_layer).output if feature_layer else dilated.output

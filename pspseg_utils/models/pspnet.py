@@ -46,7 +46,7 @@ def check_input_shape(input_shape: Sequence[int], *, output_stride: int, bins: S
     smallest = output_stride * max(bins)
     for side, size in (("height", height), ("width", width)):
         if size % output_stride:
-            fixed = max(output_stride, round(size / output_stride) * output_stride)
+            fixed = max(smallest, round(size / output_stride) * output_stride)
             raise ValueError(
                 f"input {side} must be a multiple of {output_stride} (the output stride), "
                 f"got {size}; use {fixed}"

@@ -1,0 +1,416 @@
+"""Tests of the PSPNet models: shapes, naming, training, saving, input checks, builders.
+
+Every model is tiny (48 x 64 inputs: the smallest height at output stride 8 with bins up to 6,
+and a width that differs so that a height / width mix-up shows) and built once per parameter.
+The ResNet50 cases are marked slow: `pytest -m "not slow"` leaves them out.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import re  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pspseg_utils.losses import get_loss  # noqa: E402
+from pspseg_utils.models import (  # noqa: E402
+    BACKBONES,
+    AdaptiveAveragePooling,
+    PSPNet,
+    build_pspnet,
+    pyramid_pooling_module,
+    vgg_pspnet,
+)
+from pspseg_utils.models import backbones as backbones_module  # noqa: E402
+from pspseg_utils.models.pspnet import check_input_shape  # noqa: E402
+
+HEIGHT, WIDTH = 48, 64
+BINS = (1, 2, 3, 6)
+FEATURE_CHANNELS = {"vgg16": 512, "resnet50": 2048, "mobilenetv2": 320}
+BACKBONE_PARAMS = [
+    "vgg16",
+    pytest.param("resnet50", marks=pytest.mark.slow),
+    "mobilenetv2",
+]
+
+# Keras' own names for unnamed layers ("conv2d_3", "lambda", ...), from the brief's list.
+AUTO_NAME = re.compile(r"^(conv2d|dense|activation|lambda)(_\d+)?$")
+
+
+def _images() -> np.ndarray:
+    """A fixed batch of two raw (0..255) 3-channel slices."""
+    return np.random.default_rng(0).uniform(0, 255, (2, HEIGHT, WIDTH, 3)).astype("float32")
+
+
+def _labels(num_classes: int) -> np.ndarray:
+    """A (2, H, W) label map with every class present: a square of 1s, a band of 2s."""
+    labels = np.zeros((2, HEIGHT, WIDTH), dtype="int32")
+    labels[:, 10:30, 20:44] = 1
+    if num_classes >= 3:
+        labels[:, 36:44, :] = 2
+    return labels
+
+
+def _numpy(tensor) -> np.ndarray:
+    return keras.ops.convert_to_numpy(tensor)
+
+
+def _snake_case(class_name: str) -> str:
+    """Keras' default layer name stem for a class ("Conv2D" -> "conv2d", "ReLU" -> "re_lu")."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _layers_with_owner(model: keras.Model):
+    """Every (owning model, layer) pair, walking nested models."""
+    for layer in model.layers:
+        yield model, layer
+        if isinstance(layer, keras.Model):
+            yield from _layers_with_owner(layer)
+
+
+def _build(backbone: str, num_classes: int = 1, output_stride: int = 8) -> PSPNet:
+    keras.utils.set_random_seed(0)
+    return PSPNet(
+        input_shape=(HEIGHT, WIDTH, 3),
+        num_classes=num_classes,
+        backbone=backbone,
+        output_stride=output_stride,
+        # At stride 16 a 48-pixel side gives a 3x3 map: too small for the 6x6 bin.
+        bins=BINS if output_stride == 8 else (1, 2, 3),
+        backbone_weights=None,
+    )
+
+
+class _Models:
+    """Models and their outputs on `_images()`, built on first use and kept for the module."""
+
+    def __init__(self):
+        self._models = {}
+        self._outputs = {}
+
+    def model(self, backbone: str, num_classes: int = 1, output_stride: int = 8) -> PSPNet:
+        key = (backbone, num_classes, output_stride)
+        if key not in self._models:
+            self._models[key] = _build(backbone, num_classes, output_stride)
+        return self._models[key]
+
+    def outputs(self, backbone: str, num_classes: int) -> np.ndarray:
+        key = (backbone, num_classes)
+        if key not in self._outputs:
+            model = self.model(backbone, num_classes)
+            self._outputs[key] = _numpy(model(_images(), training=False))
+        return self._outputs[key]
+
+
+@pytest.fixture(scope="module")
+def models():
+    cache = _Models()
+    yield cache
+    cache._models.clear()
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """Simulate a machine without network and without cached weights, on any machine."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("simulated: no network")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty weights cache
+    monkeypatch.setattr(backbones_module.socket, "create_connection", refuse)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_output_shape_dtype_and_probabilities(models, backbone, num_classes):
+    model = models.model(backbone, num_classes)
+    outputs = models.outputs(backbone, num_classes)
+
+    assert tuple(model.output.shape) == (None, HEIGHT, WIDTH, num_classes)
+    assert outputs.shape == (2, HEIGHT, WIDTH, num_classes)
+    assert outputs.dtype == np.float32
+    assert np.isfinite(outputs).all()
+    assert outputs.min() >= 0.0
+    assert outputs.max() <= 1.0
+    activation = model.get_layer("probabilities").get_config()["activation"]
+    if num_classes == 1:
+        assert activation == "sigmoid"
+    else:
+        assert activation == "softmax"
+        np.testing.assert_allclose(outputs.sum(axis=-1), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Architecture
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_backbone_feature_map_is_input_over_output_stride(models, backbone, output_stride):
+    model = models.model(backbone, output_stride=output_stride)
+    features = model.get_layer("backbone").output
+    expected = (None, HEIGHT // output_stride, WIDTH // output_stride, FEATURE_CHANNELS[backbone])
+    assert tuple(features.shape) == expected
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_pyramid_branches_are_named_and_shaped(models, backbone):
+    model = models.model(backbone)
+    channels = FEATURE_CHANNELS[backbone]
+    reduced = channels // len(BINS)
+    for size in BINS:
+        pool = model.get_layer(f"ppm_pool{size}")
+        assert isinstance(pool, AdaptiveAveragePooling)
+        assert pool.bins == size
+        assert tuple(pool.output.shape) == (None, size, size, channels)
+        upsampled = model.get_layer(f"ppm_pool{size}_upsample").output
+        assert tuple(upsampled.shape) == (None, HEIGHT // 8, WIDTH // 8, reduced)
+    concat = model.get_layer("ppm_concat").output
+    assert tuple(concat.shape) == (None, HEIGHT // 8, WIDTH // 8, channels + len(BINS) * reduced)
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_every_layer_is_named_and_no_lambda(models, backbone):
+    model = models.model(backbone)
+    pairs = list(_layers_with_owner(model))
+    assert len(pairs) > len(model.layers)  # the walk did enter the backbone
+
+    lambdas = [layer.name for _, layer in pairs if isinstance(layer, keras.layers.Lambda)]
+    assert lambdas == []
+
+    unnamed = []
+    for owner, layer in pairs:
+        if owner is not model and isinstance(layer, keras.layers.InputLayer):
+            continue  # Keras Applications' backbones create their Input without a name
+        default = re.compile(rf"^{re.escape(_snake_case(type(layer).__name__))}(_\d+)?$")
+        if AUTO_NAME.match(layer.name) or default.match(layer.name):
+            unnamed.append(f"{owner.name}/{layer.name}")
+    assert unnamed == []
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_keeps_the_article_attributes(models, backbone):
+    model = models.model(backbone)
+    assert model.name == model.model_name == f"{backbone}_pspnet"
+    assert model.n_classes == 2  # one sigmoid channel stands for two classes
+    assert (model.input_height, model.input_width) == (HEIGHT, WIDTH)
+    assert (model.output_height, model.output_width) == (HEIGHT, WIDTH)
+    assert models.model(backbone, 3).n_classes == 3
+
+
+def test_pyramid_pooling_module_on_a_map_not_divisible_by_the_bins():
+    # 7 is divisible by none of 2, 3, 6: adaptive bins overlap instead of failing.
+    features = keras.Input((7, 7, 16))
+    pyramid = pyramid_pooling_module(features)
+    assert tuple(pyramid.shape) == (None, 7, 7, 16 + 4 * 4)
+
+    keras.utils.set_random_seed(0)
+    inputs = np.random.default_rng(0).normal(size=(1, 7, 7, 16)).astype("float32")
+    outputs = _numpy(keras.Model(features, pyramid)(inputs, training=False))
+    assert outputs.shape == (1, 7, 7, 32)
+    assert np.isfinite(outputs).all()
+    # The features pass through unchanged, first in the concatenation.
+    np.testing.assert_array_equal(outputs[..., :16], inputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss and training
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_bce_dice_loss_is_finite(models, backbone, num_classes):
+    loss = get_loss("bce_dice", num_classes=num_classes)
+    value = float(_numpy(loss(_labels(num_classes), models.outputs(backbone, num_classes))))
+    assert np.isfinite(value)
+    assert value > 0.0  # an untrained model is not perfect
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_adam_steps_on_one_batch_lower_the_loss(backbone):
+    # A fresh model: training changes weights that the cached models' tests rely on. An eager
+    # loop: tracing a train step costs ~40 s on 2 busy cores for MobileNetV2 / ResNet50.
+    model = _build(backbone)
+    images, labels = _images(), _labels(1)
+    loss_fn = get_loss("bce_dice", num_classes=1)
+    optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+    losses = []
+    for step in range(5):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(images, training=True))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        if step == 0:
+            # Every weight is connected to the loss, and the gradients are finite.
+            variables = model.trainable_variables
+            missing = [v.path for v, g in zip(variables, gradients, strict=True) if g is None]
+            assert missing == []
+            assert all(np.isfinite(_numpy(g)).all() for g in gradients)
+        optimizer.apply(gradients, model.trainable_variables)
+        losses.append(float(_numpy(loss)))
+
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_save_load_round_trip(models, backbone, tmp_path):
+    model = models.model(backbone)
+    path = tmp_path / f"{backbone}_pspnet.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+
+    assert isinstance(loaded, PSPNet)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(
+        _numpy(loaded(_images(), training=False)), models.outputs(backbone, 1), atol=1e-6
+    )
+    # The article's interface survives.
+    assert callable(loaded.train)
+    assert callable(loaded.predict_segmentation)
+    assert loaded.n_classes == 2
+    assert (loaded.input_height, loaded.input_width) == (HEIGHT, WIDTH)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks (all fail before anything is built)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "side", "suggested"),
+    [
+        (50, 64, "height", 48),
+        (48, 60, "width", 64),
+        (100, 64, "height", 96),
+        # Rounding to a multiple of 8 would give 16, too small: the smallest size that works.
+        (20, 64, "height", 48),
+    ],
+)
+def test_size_not_a_multiple_of_8_names_8_and_a_size_that_works(height, width, side, suggested):
+    with pytest.raises(ValueError, match=rf"{side} must be a multiple of 8") as error:
+        PSPNet(input_shape=(height, width, 3), backbone_weights=None)
+    match = re.search(r"use (\d+)", str(error.value))
+    assert match is not None, str(error.value)
+    assert int(match.group(1)) == suggested
+    fixed = (suggested, width) if side == "height" else (height, suggested)
+    check_input_shape((*fixed, 3), output_stride=8, bins=BINS)  # the suggestion is accepted
+
+
+@pytest.mark.parametrize(("height", "width"), [(40, 64), (48, 16), (8, 8)])
+def test_input_too_small_for_the_largest_bin(height, width):
+    with pytest.raises(ValueError, match="must be at least 48"):
+        PSPNet(input_shape=(height, width, 3), backbone_weights=None)
+
+
+def test_input_too_small_at_output_stride_16():
+    # 16 x largest bin 6 = 96.
+    with pytest.raises(ValueError, match="must be at least 96"):
+        PSPNet(input_shape=(64, 64, 3), output_stride=16, backbone_weights=None)
+
+
+@pytest.mark.parametrize("input_shape", [(48, 48, 1), (48, 48), (48, 48, 4)])
+def test_input_must_have_3_channels(input_shape):
+    with pytest.raises(ValueError, match=r"\(height, width, 3\)"):
+        PSPNet(input_shape=input_shape, backbone_weights=None)
+
+
+def test_unknown_backbone_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="resnet18") as error:
+        build_pspnet((HEIGHT, WIDTH, 3), backbone="resnet18", backbone_weights=None)
+    for name in ("vgg16", "resnet50", "mobilenetv2"):
+        assert repr(name) in str(error.value)
+    assert set(BACKBONES) == {"vgg16", "resnet50", "mobilenetv2"}
+
+
+@pytest.mark.parametrize("num_classes", [0, -1, 2.0, "3"])
+def test_num_classes_must_be_a_positive_int(num_classes):
+    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+        PSPNet(input_shape=(HEIGHT, WIDTH, 3), num_classes=num_classes, backbone_weights=None)
+
+
+@pytest.mark.parametrize("output_stride", [4, 12, 64])
+def test_output_stride_must_be_8_16_or_32(output_stride):
+    with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32"):
+        PSPNet(input_shape=(256, 256, 3), output_stride=output_stride, backbone_weights=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageNet weights without network
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "mobilenetv2"])
+def test_imagenet_weights_offline_fail_fast_with_the_fix(backbone):
+    """On this offline machine: a RuntimeError within seconds saying what to pass instead."""
+    prefix = BACKBONES[backbone][2]
+    cache = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
+    if any(cache.glob(f"{prefix}*")):
+        pytest.skip(f"the {backbone} ImageNet weights are cached in {cache}")
+    try:
+        socket.create_connection(backbones_module.WEIGHTS_HOST, timeout=3).close()
+    except OSError:
+        pass
+    else:
+        pytest.skip("the weights host is reachable: the test would download ImageNet weights")
+
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="backbone_weights=None"):
+        build_pspnet((HEIGHT, WIDTH, 3), backbone=backbone, backbone_weights="imagenet")
+    assert time.perf_counter() - start < 15
+
+
+def test_imagenet_weights_unreachable_raises_runtime_error(offline):
+    """The same, on any machine: the network and the weights cache are taken away."""
+    with pytest.raises(RuntimeError, match="Pass backbone_weights=None to train from scratch"):
+        build_pspnet((HEIGHT, WIDTH, 3), backbone="vgg16", backbone_weights="imagenet")
+
+
+# ---------------------------------------------------------------------------------------------
+# The article's builders
+# ---------------------------------------------------------------------------------------------
+
+
+def test_vgg_pspnet_two_classes_warns_offline_and_gives_one_sigmoid_channel(offline):
+    with pytest.warns(UserWarning, match="random initial weights"):
+        model = vgg_pspnet(n_classes=2, input_height=64, input_width=64)
+    assert isinstance(model, PSPNet)
+    assert tuple(model.output.shape) == (None, 64, 64, 1)
+    assert model.get_layer("probabilities").get_config()["activation"] == "sigmoid"
+    assert model.n_classes == 2
+    assert (model.input_height, model.input_width) == (64, 64)
+    assert model.model_name == "vgg16_pspnet"
+
+
+def test_vgg_pspnet_three_classes_gives_three_softmax_channels(offline):
+    with pytest.warns(UserWarning, match="backbone_weights=None"):
+        model = vgg_pspnet(n_classes=3, input_height=64, input_width=64)
+    assert tuple(model.output.shape) == (None, 64, 64, 3)
+    assert model.get_layer("probabilities").get_config()["activation"] == "softmax"
+    assert model.n_classes == 3
+
+
+def test_vgg_pspnet_rejects_other_channel_counts():
+    with pytest.raises(ValueError, match="channels must be 3"):
+        vgg_pspnet(n_classes=2, input_height=64, input_width=64, channels=1)

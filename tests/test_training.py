@@ -1,0 +1,169 @@
+"""Training: the run folder, exact resume, a real kill -9 mid-training, budget and schedule."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from pspseg_utils import training
+from pspseg_utils.training import TrainConfig
+
+TINY = dict(
+    image_size=48,
+    head_channels=8,
+    batch_size=4,
+    steps_per_epoch=2,
+    precision="float32",
+    learning_rate=1e-3,
+    val_fraction=0.2,
+    test_fraction=0.2,
+)
+
+
+def _weights(path):
+    return keras.saving.load_model(path, safe_mode=True).get_weights()
+
+
+def _log_epochs(run_dir):
+    with (run_dir / "log.csv").open() as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_train_writes_a_complete_run_folder(tiny_kaggle_dir, tiny_records, tmp_path):
+    result = training.train(
+        tiny_kaggle_dir, tmp_path, TrainConfig(epochs=2, **TINY), progress=False
+    )
+
+    assert result.epochs_done == 2
+    for name in ("config.json", "split.json", "last.keras", "best.keras", "best.json", "log.csv"):
+        assert (tmp_path / name).exists(), name
+    split = json.loads((tmp_path / "split.json").read_text())
+    subsets = [set(split[k]) for k in ("train", "val", "test")]
+    assert all(subsets) and not (
+        subsets[0] & subsets[1] or subsets[0] & subsets[2] or subsets[1] & subsets[2]
+    )
+    assert set().union(*subsets) == {r.patient_id for r in tiny_records}
+    config, data_dir = training.load_run_config(tmp_path)
+    assert config.epochs == 2 and data_dir == str(tiny_kaggle_dir.resolve())
+    assert _log_epochs(tmp_path) == [0, 1]
+    assert np.isfinite(result.history["loss"]).all()
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_kaggle_dir, tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    training.train(tiny_kaggle_dir, straight, TrainConfig(epochs=2, **TINY), progress=False)
+    training.train(tiny_kaggle_dir, interrupted, TrainConfig(epochs=1, **TINY), progress=False)
+    resumed = training.train(
+        tiny_kaggle_dir, interrupted, TrainConfig(epochs=2, **TINY), progress=False
+    )
+
+    assert resumed.epochs_done == 2
+    assert _log_epochs(interrupted) == [0, 1]
+    for a, b in zip(
+        _weights(straight / "last.keras"), _weights(interrupted / "last.keras"), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_finished_run_is_not_trained_again(tiny_kaggle_dir, tmp_path):
+    training.train(tiny_kaggle_dir, tmp_path, TrainConfig(epochs=1, **TINY), progress=False)
+    before = (tmp_path / "last.keras").stat().st_mtime_ns
+    again = training.train(tiny_kaggle_dir, tmp_path, TrainConfig(epochs=1, **TINY), progress=False)
+    assert again.epochs_done == 1
+    assert (tmp_path / "last.keras").stat().st_mtime_ns == before
+
+
+def test_time_budget_stops_after_the_epoch(tiny_kaggle_dir, tmp_path):
+    config = TrainConfig(epochs=5, time_budget_minutes=1e-4, **TINY)
+    result = training.train(tiny_kaggle_dir, tmp_path, config, progress=False)
+    assert result.epochs_done == 1
+    assert "time budget" in result.stopped_early
+    assert _log_epochs(tmp_path) == [0]
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_without_losing_a_finished_epoch(tiny_kaggle_dir, tmp_path):
+    """Kill -9 a real training process twice, at different moments, then finish the run."""
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "pspseg_utils", "train", "--data", str(tiny_kaggle_dir),
+        "--out", str(run_dir), "--quick", "--epochs", "12", "--precision", "float32",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for delay in (0.0, 0.7):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 240
+        last = run_dir / "last.keras"
+        seen = last.stat().st_mtime_ns if last.exists() else None
+        # Wait for a new checkpoint, then kill at `delay` seconds into the next epoch.
+        while time.monotonic() < deadline and process.poll() is None:
+            if last.exists() and last.stat().st_mtime_ns != seen:
+                break
+            time.sleep(0.05)
+        time.sleep(delay)
+        assert process.poll() is None, "training ended before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        assert last.exists(), "no checkpoint was written before the kill"
+        model = keras.saving.load_model(last, safe_mode=True)  # never a half-written file
+        assert model.optimizer.iterations.numpy() > 0
+
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "Resuming" in finished.stdout
+    assert _log_epochs(run_dir) == list(range(12))
+    steps = training.load_run_config(run_dir)[0].steps_per_epoch
+    final = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
+    assert final.optimizer.iterations.numpy() == 12 * steps
+
+
+@pytest.mark.parametrize(
+    ("schedule", "step", "expected"),
+    [
+        ("poly", 0, 1e-3),  # starts at the peak
+        ("poly", 50, 1e-3 * 0.5**0.9),  # (1 - 50/100) ** 0.9 = 0.5359
+        ("poly", 100, 0.0),  # ends at zero
+        ("cosine", 50, 0.5e-3),  # (1 + cos(pi/2)) / 2 = 0.5
+        ("constant", 70, 1e-3),
+    ],
+)
+def test_learning_rate_schedules(schedule, step, expected):
+    rate = training._schedule(TrainConfig(learning_rate=1e-3, schedule=schedule), 100)
+    value = rate(step) if callable(rate) else rate
+    assert float(value) == pytest.approx(expected, rel=1e-5, abs=1e-9)
+
+
+def test_precision_choice_on_cpu(monkeypatch):
+    assert training.choose_precision("float32") == "float32"
+    monkeypatch.setattr(training, "_cpu_has_bfloat16", lambda: False)
+    assert training.choose_precision("auto") == "float32"
+    monkeypatch.setattr(training, "_cpu_has_bfloat16", lambda: True)
+    assert training.choose_precision("auto") == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("schedule", "step"), ("precision", "float64"), ("epochs", 0), ("learning_rate", -1.0)],
+)
+def test_bad_config_is_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_oversampling_adds_tumour_slices_only():
+    images = np.zeros((4, 2, 2, 3), np.uint8)
+    masks = np.array([[[0, 0], [0, 0]], [[1, 0], [0, 0]], [[0, 0], [0, 0]], [[0, 1], [1, 0]]])
+    more_images, more_masks = training._oversample(images, masks, 1.0, seed=0)
+    # 2 tumour slices x factor 1 = 2 extra copies, each with tumour
+    assert len(more_images) == len(more_masks) == 6
+    assert more_masks[4:].reshape(2, -1).any(axis=1).all()
