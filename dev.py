@@ -68,7 +68,19 @@ def course() -> None:
 def test() -> None:
     run(BIN / "ruff", "check", ".")
     env = dict(os.environ, PSPSEG_QUICK="1")
-    run(BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", env=env)
+    # Unit tests and the five notebooks (in the quick profile) in one pytest run.
+    run(
+        BIN / "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "tests",
+        "notebooks",
+        env=env,
+    )
 
 
 def main() -> None:

@@ -24,13 +24,14 @@ __all__ = ["EvaluationResult", "evaluate", "score_slice", "score_patient", "writ
 
 def score_slice(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
     """Scores of one 2-D slice: dice, iou, precision, recall, hd95 (NaN if a mask is empty),
-    true and predicted tumour pixels."""
+    true and predicted tumour pixels, and tp (the overlap, which `score_patient` sums)."""
     tp, fp, fn, _ = confusion_counts(truth > 0, prediction > 0)
     return {
         **scores_from_counts(tp, fp, fn),
         "hd95": hausdorff_distance_95(truth > 0, prediction > 0),
         "true_pixels": int(tp + fn),
         "predicted_pixels": int(tp + fp),
+        "tp": int(tp),
     }
 
 
@@ -104,13 +105,11 @@ def evaluate(
             batch_size=batch_size,
         )
         for record, truth, prediction in zip(chunk, truths, predictions, strict=True):
-            tp = int(np.count_nonzero((truth > 0) & (prediction > 0)))
             rows.append(
                 {
                     "patient": record.patient_id,
                     "slice": record.slice_index,
                     **score_slice(truth, prediction),
-                    "tp": tp,
                 }
             )
         bar.update(len(chunk))

@@ -68,6 +68,8 @@ def predict_multiple(
     """`predict` for a list of images or every image of `inp_dir`; writes `<stem>.png` masks
     into `out_dir` when given."""
     if model is None:
+        if checkpoints_path is None:
+            raise ValueError("pass model=... or checkpoints_path=...")
         model = model_from_checkpoint_path(checkpoints_path)
     if inps is None:
         if inp_dir is None:

@@ -1,0 +1,178 @@
+"""What the notebooks share: profiles, the environment report, a trained model when lesson 03's
+is missing, and the measured demonstration of slice-level split leakage."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pspseg_utils import data
+
+__all__ = [
+    "REPO_URL",
+    "project_root",
+    "PROFILES",
+    "resolve_profile",
+    "train_config",
+    "print_environment",
+    "ensure_model",
+    "leakage_demo",
+]
+
+# The one place the repository's address lives; notebooks' badges and installs are made from it.
+REPO_URL = "https://github.com/pspseg/pspseg"
+
+# quick: seconds, for tests (PSPSEG_QUICK=1); cpu: a laptop, minutes; gpu: real data, full size.
+PROFILES: dict[str, dict] = {
+    "quick": dict(
+        backbone="mobilenetv2",
+        image_size=64,
+        epochs=2,
+        batch_size=4,
+        steps_per_epoch=2,
+        head_channels=16,
+        run_eagerly=True,
+    ),  # fmt: skip
+    "cpu": dict(
+        backbone="mobilenetv2", image_size=128, epochs=10, batch_size=16, time_budget_minutes=6
+    ),  # fmt: skip
+    "gpu": dict(backbone="vgg16", image_size=256, epochs=60, batch_size=16, head_channels=256),
+}
+
+
+def project_root() -> Path:
+    """The repository folder when run from it or from notebooks/, else the working folder."""
+    here = Path.cwd()
+    return here.parent if here.name == "notebooks" else here
+
+
+def resolve_profile(requested: str = "auto", *, environ: Mapping[str, str] | None = None) -> str:
+    """ "auto" -> "quick" when PSPSEG_QUICK=1, "gpu" when TensorFlow sees a GPU, else "cpu"."""
+    environ = os.environ if environ is None else environ
+    if requested != "auto":
+        if requested not in PROFILES:
+            raise ValueError(
+                f"profile must be 'auto' or one of {sorted(PROFILES)}, got {requested!r}"
+            )
+        return requested
+    if environ.get("PSPSEG_QUICK") == "1":
+        return "quick"
+    import tensorflow as tf
+
+    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+
+
+def train_config(profile: str, **overrides):
+    """The TrainConfig of a profile, with `overrides` applied."""
+    from pspseg_utils.training import TrainConfig
+
+    return TrainConfig(**{**PROFILES[profile], **overrides})
+
+
+def print_environment() -> None:
+    """Versions, and whether a GPU is there (with what to click on Colab if not)."""
+    import keras
+    import tensorflow as tf
+
+    import pspseg_utils
+
+    gpus = tf.config.list_physical_devices("GPU")
+    print(f"Python {platform.python_version()} | TensorFlow {tf.__version__} | Keras "
+          f"{keras.__version__} | pspseg {pspseg_utils.__version__}")  # fmt: skip
+    if gpus:
+        print(f"GPU: {', '.join(g.name for g in gpus)}")
+    elif "google.colab" in sys.modules:
+        print("No GPU: on Colab choose Runtime > Change runtime type > T4 GPU, then rerun.")
+    else:
+        print("No GPU: the cpu profile trains a small model in minutes.")
+
+
+def ensure_model(run_dir: str | Path, data_dir: str | Path, config):
+    """The model lesson 03 saved in `run_dir` (best, else last), or, if there is none, a small
+    one trained now with `config` (and saying so)."""
+    from pspseg_utils.inference import load_model
+    from pspseg_utils.training import train
+
+    run_dir = Path(run_dir)
+    if (run_dir / "best.keras").exists() or (run_dir / "last.keras").exists():
+        print(f"Using the model trained in lesson 03: {run_dir}")
+        return load_model(run_dir)
+    print(f"No model from lesson 03 in {run_dir}: training a small one first "
+          f"({config.epochs} epochs at {config.image_size} px).")  # fmt: skip
+    train(data_dir, run_dir, config, progress=False)
+    return load_model(run_dir)
+
+
+def _thumbnails(records: Sequence[data.SliceRecord], size: int):
+    import cv2
+
+    images = (
+        np.stack(
+            [
+                cv2.resize(
+                    data.read_image(r.image_path), (size, size), interpolation=cv2.INTER_AREA
+                )
+                for r in records
+            ]  # fmt: skip
+        )
+        .reshape(len(records), -1)
+        .astype(np.float32)
+    )
+    masks = np.stack(
+        [
+            cv2.resize(data.read_mask(r.mask_path), (size, size), interpolation=cv2.INTER_NEAREST)
+            for r in records
+        ]  # fmt: skip
+    ).reshape(len(records), -1)
+    return images, masks
+
+
+def leakage_demo(
+    records: Sequence[data.SliceRecord],
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    size: int = 32,
+) -> dict[str, dict[str, float]]:
+    """Measure how a slice-level split leaks, with a model that can only memorise.
+
+    The "model" copies the mask of the most similar training slice (nearest neighbour on
+    size x size thumbnails). Split by slice, the nearest neighbour is usually the same patient's
+    adjacent slice, nearly identical, so memorising looks like skill; split by patient it is not.
+
+    Returns:
+        {"slice-level split": {...}, "patient-level split": {...}}, each with the mean Dice of the
+        copied masks on test slices with tumour and the share of nearest neighbours that come
+        from the test slice's own patient.
+    """
+    images, masks = _thumbnails(records, size)
+    patients = np.array([r.patient_id for r in records])
+    rng = np.random.default_rng(seed)
+    slice_test = rng.random(len(records)) < test_fraction
+    held_out = set(data.split_patients(records, val_fraction=0.0, test_fraction=test_fraction,
+                                       seed=seed)["test"])  # fmt: skip
+    patient_test = np.isin(patients, list(held_out))
+    results = {}
+    for name, test in (("slice-level split", slice_test), ("patient-level split", patient_test)):
+        train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test & (masks.max(1) > 0))
+        distances = (
+            (images[test_idx] ** 2).sum(1)[:, None]
+            - 2 * images[test_idx] @ images[train_idx].T
+            + (images[train_idx] ** 2).sum(1)[None]
+        )
+        nearest = train_idx[np.argmin(distances, axis=1)]
+        truth, copied = masks[test_idx] > 0, masks[nearest] > 0
+        dice = 2 * (truth & copied).sum(1) / np.maximum(truth.sum(1) + copied.sum(1), 1)
+        results[name] = {
+            "test slices with tumour": int(len(test_idx)),
+            "mean Dice of the copied mask": float(dice.mean()),
+            "nearest slice from the same patient": float(
+                np.mean(patients[nearest] == patients[test_idx])
+            ),
+        }
+    return results

@@ -1,0 +1,314 @@
+"""Tests of pspseg_utils.evaluation: slice and patient (volume) scores, `evaluate`, `write_csv`.
+
+`evaluate` is run with stand-in models whose prediction is known without running them: a
+constant-0 model ("no tumour" on every pixel) and a constant-1 model ("tumour" on every pixel).
+The expected numbers are computed independently from the masks on disk.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import csv  # noqa: E402
+import math  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from pspseg_utils import data, evaluation  # noqa: E402
+from pspseg_utils.evaluation import score_patient, score_slice  # noqa: E402
+
+NAN = float("nan")
+SLICE_KEYS = {
+    "patient",
+    "slice",
+    "dice",
+    "iou",
+    "precision",
+    "recall",
+    "hd95",
+    "true_pixels",
+    "predicted_pixels",
+    "tp",
+}
+PATIENT_KEYS = {
+    "patient",
+    "dice",
+    "iou",
+    "precision",
+    "recall",
+    "hd95",
+    "tumour_pixels",
+    "predicted_pixels",
+    "slices",
+    "tumour_slices",
+}
+SUMMARY_KEYS = {
+    "patients",
+    "slices",
+    "patient_dice_mean",
+    "patient_dice_median",
+    "patient_iou_mean",
+    "slice_dice_mean",
+    "slice_dice_tumour_mean",
+    "detection_sensitivity",
+    "detection_specificity",
+    "detection_accuracy",
+}
+
+
+def _mask(*pixels: tuple[int, int]) -> np.ndarray:
+    """A 4 x 4 mask with 1 at the given (row, column) pixels."""
+    mask = np.zeros((4, 4), np.uint8)
+    for row, column in pixels:
+        mask[row, column] = 1
+    return mask
+
+
+EMPTY = _mask()
+# Slice A: truth is the 2 x 2 square at columns 0-1, prediction the one at columns 1-2.
+A_TRUTH = _mask((0, 0), (0, 1), (1, 0), (1, 1))
+A_PRED = _mask((0, 1), (0, 2), (1, 1), (1, 2))
+# Slice B: no tumour, 2 pixels predicted.
+B_PRED = _mask((3, 2), (3, 3))
+
+
+def _same(actual: float, expected: float) -> bool:
+    return (math.isnan(actual) and math.isnan(expected)) or actual == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# score_slice
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("truth", "prediction", "expected"),
+    [
+        # tp=2, fp=2, fn=2: dice 4/(4+2+2)=0.5, iou 2/6, precision 2/4, recall 2/4.
+        # Both squares are all border; each border pixel is 0 or 1 px from the other: hd95 = 1.
+        (A_TRUTH, A_PRED, dict(dice=0.5, iou=1 / 3, precision=0.5, recall=0.5, hd95=1.0)),
+        # Healthy slice, 2 px predicted: tp=0, fp=2 -> every score 0; no truth border -> NaN.
+        (EMPTY, B_PRED, dict(dice=0.0, iou=0.0, precision=0.0, recall=0.0, hd95=NAN)),
+        # Tumour missed: tp=0, fn=4 -> 0; no predicted border -> NaN.
+        (A_TRUTH, EMPTY, dict(dice=0.0, iou=0.0, precision=0.0, recall=0.0, hd95=NAN)),
+        # Both empty: 1 by convention, hd95 NaN.
+        (EMPTY, EMPTY, dict(dice=1.0, iou=1.0, precision=1.0, recall=1.0, hd95=NAN)),
+        # Identical: all 1, hd95 0.
+        (A_TRUTH, A_TRUTH, dict(dice=1.0, iou=1.0, precision=1.0, recall=1.0, hd95=0.0)),
+        # One pixel each, 3 columns apart: no overlap, hd95 = 3.
+        (
+            _mask((0, 0)),
+            _mask((0, 3)),
+            dict(dice=0.0, iou=0.0, precision=0.0, recall=0.0, hd95=3.0),
+        ),
+    ],
+    ids=["half-overlap", "false-alarm", "missed", "both-empty", "identical", "three-apart"],
+)
+def test_score_slice(truth, prediction, expected):
+    scores = score_slice(truth, prediction)
+    for name, value in expected.items():
+        assert _same(scores[name], value), (name, scores[name], value)
+    assert scores["true_pixels"] == int(truth.sum())
+    assert scores["predicted_pixels"] == int(prediction.sum())
+    assert scores["tp"] == int((truth & prediction).sum())
+
+
+def test_score_slice_treats_255_and_other_labels_as_tumour():
+    # A 0/255 truth and a label-2 prediction are the same masks as A's: tp=2, fp=2, fn=2.
+    assert score_slice(A_TRUTH * 255, A_PRED * 2)["dice"] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# score_patient: counts summed over the volume, not slice scores averaged
+# ---------------------------------------------------------------------------------------------
+
+# Slice C: a 3 x 3 tumour found exactly; slice D: a 1-pixel tumour missed.
+C_TRUTH = np.pad(np.ones((3, 3), np.uint8), ((0, 1), (0, 1)))
+D_TRUTH = _mask((3, 3))
+
+
+@pytest.mark.parametrize(
+    ("slices", "expected"),
+    [
+        (
+            # A + B: tp=2, fp=2+2=4, fn=2 -> dice 4/(4+4+2)=0.4 (the slice mean would be
+            # (0.5+0)/2=0.25), iou 2/(2+4+2)=0.25, precision 2/6, recall 2/4;
+            # hd95 from A only (B's is NaN).
+            [(A_TRUTH, A_PRED), (EMPTY, B_PRED)],
+            dict(
+                dice=0.4, iou=0.25, precision=1 / 3, recall=0.5, hd95=1.0,
+                tumour_pixels=4, predicted_pixels=6, slices=2, tumour_slices=1,
+            ),
+        ),
+        (
+            # C + D: tp=9, fp=0, fn=1 -> dice 18/19 (the slice mean would be (1+0)/2=0.5),
+            # iou 9/10, precision 9/9, recall 9/10; hd95 = C's 0 (D's is NaN).
+            [(C_TRUTH, C_TRUTH), (D_TRUTH, EMPTY)],
+            dict(
+                dice=18 / 19, iou=0.9, precision=1.0, recall=0.9, hd95=0.0,
+                tumour_pixels=10, predicted_pixels=9, slices=2, tumour_slices=2,
+            ),
+        ),
+        (
+            # No tumour anywhere, none predicted: 1 by convention; no hd95 anywhere -> NaN.
+            [(EMPTY, EMPTY), (EMPTY, EMPTY), (EMPTY, EMPTY)],
+            dict(
+                dice=1.0, iou=1.0, precision=1.0, recall=1.0, hd95=NAN,
+                tumour_pixels=0, predicted_pixels=0, slices=3, tumour_slices=0,
+            ),
+        ),
+        (
+            # Tumour on one slice, nothing predicted: tp=0, fn=4 -> 0.
+            [(A_TRUTH, EMPTY), (EMPTY, EMPTY)],
+            dict(
+                dice=0.0, iou=0.0, precision=0.0, recall=0.0, hd95=NAN,
+                tumour_pixels=4, predicted_pixels=0, slices=2, tumour_slices=1,
+            ),
+        ),
+    ],
+    ids=["overlap-and-false-alarm", "big-hit-small-miss", "healthy", "all-missed"],
+)  # fmt: skip
+def test_score_patient(slices, expected):
+    scores = score_patient([score_slice(truth, prediction) for truth, prediction in slices])
+    for name, value in expected.items():
+        assert _same(scores[name], value), (name, scores[name], value)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate with stand-in models
+# ---------------------------------------------------------------------------------------------
+
+
+def _constant_model(logit: float) -> keras.Model:
+    """P(tumour) = sigmoid(logit) on every pixel of a 48 x 48 input (resized back to 64 x 64)."""
+    inputs = keras.Input((48, 48, 3))
+    outputs = keras.layers.Conv2D(
+        1,
+        1,
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(logit),
+        activation="sigmoid",
+    )(inputs)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def records(tiny_records):
+    """The slices of the first two patients (13 or so slices, most of them without tumour)."""
+    patients = sorted({r.patient_id for r in tiny_records})[:2]
+    return data.select_patients(tiny_records, patients)
+
+
+@pytest.fixture(scope="module")
+def truths(records):
+    """Per patient, the tumour-pixel count of each slice, read from the masks on disk."""
+    counts: dict[str, list[int]] = {}
+    for record in records:
+        counts.setdefault(record.patient_id, []).append(
+            int(np.count_nonzero(data.read_mask(record.mask_path)))
+        )
+    return counts
+
+
+def test_evaluate_no_tumour_model(records, truths):
+    result = evaluation.evaluate(_constant_model(-20.0), records, batch_size=4, progress=False)
+
+    all_counts = [t for counts in truths.values() for t in counts]
+    empty_share = sum(t == 0 for t in all_counts) / len(all_counts)
+    assert 0 < empty_share < 1  # the case needs slices of both kinds
+    # Nothing predicted: Dice 1 on empty slices, 0 on tumour slices; 0 for patients with tumour.
+    expected_patient_dice = [1.0 if sum(c) == 0 else 0.0 for c in truths.values()]
+    summary = result.summary
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["patients"] == 2
+    assert summary["slices"] == len(records)
+    assert summary["patient_dice_mean"] == pytest.approx(np.mean(expected_patient_dice))
+    assert summary["slice_dice_mean"] == pytest.approx(empty_share)
+    assert summary["slice_dice_tumour_mean"] == 0.0
+    assert summary["detection_sensitivity"] == 0.0
+    assert summary["detection_specificity"] == 1.0
+    assert summary["detection_accuracy"] == pytest.approx(empty_share)
+    assert [r["dice"] for r in result.slices] == [float(t == 0) for t in all_counts]
+    assert all(r["predicted_pixels"] == 0 and math.isnan(r["hd95"]) for r in result.slices)
+    # A patient's Dice is the volume Dice (tp = 0 -> 0), not the mean of its slice Dice, which
+    # the empty slices (Dice 1 each) would lift to their share, e.g. 4 of 7 slices -> 0.57.
+    for patient, counts in zip(result.patients, truths.values(), strict=True):
+        assert patient["dice"] == 0.0
+        assert np.mean([float(t == 0) for t in counts]) > 0.5
+
+
+def test_evaluate_all_tumour_model(records, truths):
+    result = evaluation.evaluate(_constant_model(20.0), records, batch_size=4, progress=False)
+
+    full = 64 * 64  # every pixel of a 64 x 64 slice predicted
+    for patient, counts in zip(result.patients, truths.values(), strict=True):
+        # Volume Dice: 2 * sum(T) / (sum(T) + 4096 * slices); precision sum(T) / (4096 * slices).
+        assert patient["dice"] == pytest.approx(
+            2 * sum(counts) / (sum(counts) + full * len(counts))
+        )
+        assert patient["precision"] == pytest.approx(sum(counts) / (full * len(counts)))
+        assert patient["recall"] == 1.0
+        assert patient["tumour_pixels"] == sum(counts)
+        assert patient["predicted_pixels"] == full * len(counts)
+        assert patient["slices"] == len(counts)
+        assert patient["tumour_slices"] == sum(t > 0 for t in counts)
+
+    all_counts = [t for counts in truths.values() for t in counts]
+    slice_dice = [2 * t / (t + full) for t in all_counts]
+    summary = result.summary
+    assert summary["slice_dice_mean"] == pytest.approx(np.mean(slice_dice))
+    assert summary["slice_dice_tumour_mean"] == pytest.approx(
+        np.mean([d for d, t in zip(slice_dice, all_counts, strict=True) if t > 0])
+    )
+    patient_dice = [p["dice"] for p in result.patients]
+    assert summary["patient_dice_mean"] == pytest.approx(np.mean(patient_dice))
+    assert summary["patient_dice_median"] == pytest.approx(np.median(patient_dice))
+    assert summary["detection_sensitivity"] == 1.0
+    assert summary["detection_specificity"] == 0.0
+    assert summary["detection_accuracy"] == pytest.approx(
+        sum(t > 0 for t in all_counts) / len(all_counts)
+    )
+
+
+def test_evaluate_rows_follow_the_records(records):
+    result = evaluation.evaluate(_constant_model(-20.0), records, batch_size=5, progress=False)
+    assert [(r["patient"], r["slice"]) for r in result.slices] == [
+        (r.patient_id, r.slice_index) for r in records
+    ]
+    assert all(set(row) == SLICE_KEYS for row in result.slices)
+    assert [p["patient"] for p in result.patients] == sorted({r.patient_id for r in records})
+    assert all(set(row) == PATIENT_KEYS for row in result.patients)
+
+
+def test_evaluate_without_records_is_refused():
+    with pytest.raises(ValueError, match="no slices"):
+        evaluation.evaluate(_constant_model(-20.0), [], progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# write_csv
+# ---------------------------------------------------------------------------------------------
+
+
+def test_write_csv_round_trip(tmp_path):
+    rows = [
+        {"patient": "P1", "slice": 3, **score_slice(A_TRUTH, A_PRED)},
+        {"patient": "P1", "slice": 4, **score_slice(EMPTY, B_PRED)},  # hd95 NaN
+    ]
+    path = evaluation.write_csv(rows, tmp_path / "new" / "slices.csv")  # the folder is created
+
+    assert path == tmp_path / "new" / "slices.csv"
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == list(rows[0])
+        read = list(reader)
+    assert len(read) == 2
+    for original, back in zip(rows, read, strict=True):
+        assert back["patient"] == original["patient"]
+        for name, value in original.items():
+            if name != "patient":
+                assert _same(float(back[name]), float(value)), name

@@ -1,0 +1,378 @@
+"""Tests of pspseg_utils.inference: predict, largest_component, overlay, predict_dir, load_model.
+
+Where an expected value must be known, the model is a one-layer stand-in whose output follows by
+hand (a constant probability, or a kernel that looks one pixel to the right); the tiny PSPNet
+checks shapes, types and resizing on the real network.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import cv2  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from pspseg_utils import data, inference  # noqa: E402
+from pspseg_utils.models import build_pspnet  # noqa: E402
+
+SIZE = 48  # the models' input side; images of other sizes are resized to it and back
+
+
+def _constant_model(logit: float, input_shape=(SIZE, SIZE, 3)) -> keras.Model:
+    """P(tumour) = sigmoid(logit) at every pixel: -20 -> 0 ("no tumour"), +20 -> 1 ("all")."""
+    inputs = keras.Input(input_shape)
+    outputs = keras.layers.Conv2D(
+        1,
+        1,
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(logit),
+        activation="sigmoid",
+    )(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def _right_neighbour_model() -> keras.Model:
+    """P(tumour)[i, j] = sigmoid(20 / 255 * channel0[i, j + 1]); zero padding past the right edge.
+
+    Not mirror-symmetric, so test-time augmentation changes its output in a hand-checkable way.
+    """
+    inputs = keras.Input((SIZE, SIZE, 3))
+    conv = keras.layers.Conv2D(1, (1, 3), padding="same", activation="sigmoid")
+    model = keras.Model(inputs, conv(inputs))
+    kernel = np.zeros((1, 3, 3, 1), np.float32)
+    kernel[0, 2, 0, 0] = 20 / 255  # kernel column 2 reads pixel j + 1 (cross-correlation)
+    conv.set_weights([kernel, np.zeros(1, np.float32)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def pspnet():
+    keras.utils.set_random_seed(0)
+    return build_pspnet(
+        (SIZE, SIZE, 3), 1, backbone="mobilenetv2", head_channels=8, backbone_weights=None
+    )
+
+
+@pytest.fixture(scope="module")
+def all_tumour():
+    return _constant_model(20.0)
+
+
+@pytest.fixture(scope="module")
+def no_tumour():
+    return _constant_model(-20.0)
+
+
+def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _write_png(path, image: np.ndarray):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image[..., ::-1])  # data.read_image gives RGB back
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("height", "width"), [(SIZE, SIZE), (80, 72), (64, 40)])
+def test_predict_array_returns_a_mask_at_the_image_size(pspnet, height, width):
+    mask = inference.predict(pspnet, _image(height, width))
+    assert mask.shape == (height, width)
+    assert mask.dtype == np.uint8
+    assert set(np.unique(mask).tolist()) <= {0, 1}
+
+
+def test_predict_path_reads_the_file(pspnet, tmp_path):
+    image = _image(80, 72)
+    path = _write_png(tmp_path / "slice.png", image)
+    from_file = inference.predict(pspnet, path)
+    assert from_file.shape == (80, 72) and from_file.dtype == np.uint8
+    # The file and the array it holds give the same mask: channels are read back in RGB order.
+    np.testing.assert_array_equal(from_file, inference.predict(pspnet, image))
+    np.testing.assert_array_equal(from_file, inference.predict(pspnet, str(path)))
+
+
+def test_predict_batch_array_gives_a_stacked_array(pspnet):
+    batch = np.stack([_image(80, 72, seed) for seed in range(3)])
+    masks = inference.predict(pspnet, batch)
+    assert isinstance(masks, np.ndarray)
+    assert masks.shape == (3, 80, 72) and masks.dtype == np.uint8
+    np.testing.assert_array_equal(masks[1], inference.predict(pspnet, batch[1]))
+
+
+def test_predict_list_of_paths_keeps_each_size(pspnet, tmp_path):
+    paths = [
+        _write_png(tmp_path / "a.png", _image(80, 72)),
+        _write_png(tmp_path / "b.png", _image(64, 64, seed=1)),
+    ]
+    masks = inference.predict(pspnet, paths)
+    assert isinstance(masks, list)
+    assert [m.shape for m in masks] == [(80, 72), (64, 64)]
+    assert all(m.dtype == np.uint8 for m in masks)
+
+
+def test_return_probabilities_gives_float32_in_0_1(pspnet):
+    mask, probabilities = inference.predict(pspnet, _image(80, 72), return_probabilities=True)
+    assert probabilities.shape == (80, 72, 1) and probabilities.dtype == np.float32
+    assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0
+    np.testing.assert_array_equal(mask, (probabilities[..., 0] >= 0.5).astype(np.uint8))
+
+
+@pytest.mark.parametrize(("logit", "label"), [(-20.0, 0), (20.0, 1)])
+def test_constant_model_gives_a_constant_mask_at_the_image_size(logit, label):
+    # A non-square model input (48 x 64): a height / width mix-up in the resizing would fail.
+    model = _constant_model(logit, input_shape=(48, 64, 3))
+    mask = inference.predict(model, _image(80, 72))
+    assert mask.shape == (80, 72)
+    assert np.all(mask == label)
+
+
+def test_softmax_output_gives_the_argmax_label():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    conv = keras.layers.Conv2D(3, 1, activation="softmax")
+    model = keras.Model(inputs, conv(inputs))
+    conv.set_weights([np.zeros((1, 1, 3, 3), np.float32), np.array([0.0, 1.0, 3.0], np.float32)])
+    mask, probabilities = inference.predict(model, _image(80, 72), return_probabilities=True)
+    assert probabilities.shape == (80, 72, 3)
+    assert np.all(mask == 2)  # the largest bias wins everywhere; threshold plays no part
+
+
+def test_tta_averages_the_prediction_with_the_mirrored_one():
+    model = _right_neighbour_model()
+    image = np.full((SIZE, SIZE, 3), 255, np.uint8)  # left-right symmetric
+    _, plain = inference.predict(model, image, return_probabilities=True)
+    _, tta = inference.predict(model, image, tta=True, return_probabilities=True)
+    high, low = 1 / (1 + np.exp(-20.0)), 0.5  # sigmoid(20 / 255 * 255), sigmoid(0): padding
+    # Plain: every column sees a bright right neighbour except the last one.
+    np.testing.assert_allclose(plain[:, :-1, 0], high, atol=1e-6)
+    np.testing.assert_allclose(plain[:, -1, 0], low, atol=1e-6)
+    # Mirrored and mirrored back, the padded column is the first one; the mean of the two:
+    # (high + low) / 2 = 0.75 on both edge columns, high in between.
+    np.testing.assert_allclose(tta[:, [0, -1], 0], (high + low) / 2, atol=1e-6)
+    np.testing.assert_allclose(tta[:, 1:-1, 0], high, atol=1e-6)
+    # At threshold 0.6 the plain mask loses the last column, the averaged one keeps it.
+    assert inference.predict(model, image, threshold=0.6)[:, -1].sum() == 0
+    assert inference.predict(model, image, threshold=0.6, tta=True).all()
+
+
+def test_tta_on_the_pspnet_keeps_shape_and_range(pspnet):
+    mask, probabilities = inference.predict(
+        pspnet, _image(80, 72), tta=True, return_probabilities=True
+    )
+    assert mask.shape == (80, 72) and mask.dtype == np.uint8
+    assert probabilities.dtype == np.float32
+    assert 0.0 <= probabilities.min() <= probabilities.max() <= 1.0
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -0.5, 1.5])
+def test_threshold_outside_0_1_is_refused(all_tumour, threshold):
+    with pytest.raises(ValueError, match=rf"threshold must be in \(0, 1\), got {threshold}"):
+        inference.predict(all_tumour, _image(SIZE, SIZE), threshold=threshold)
+
+
+def test_two_channel_image_is_refused_naming_its_shape(all_tumour):
+    with pytest.raises(ValueError, match=r"\(H, W, 3\), got \(48, 48, 2\)"):
+        inference.predict(all_tumour, np.zeros((SIZE, SIZE, 2), np.uint8))
+
+
+def test_two_dimensional_array_is_refused(all_tumour):
+    with pytest.raises(ValueError, match=r"got \(48, 48\)"):
+        inference.predict(all_tumour, np.zeros((SIZE, SIZE), np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------
+# largest_component
+# ---------------------------------------------------------------------------------------------
+
+TWO_BLOBS = np.array(
+    [
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],  # a 2 x 2 blob: 4 pixels
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 1, 0],  # a 2 x 1 blob: 2 pixels
+    ],
+    np.uint8,
+)
+DIAGONAL_AND_PAIR = np.array(
+    [
+        [1, 0, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0],  # 3 pixels touching at corners: one 8-connected region
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 1],  # 2 pixels
+        [0, 0, 0, 0, 0, 0],
+    ],
+    np.uint8,
+)
+
+
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [
+        (TWO_BLOBS, np.pad(np.ones((2, 2), np.uint8), ((0, 4), (0, 4)))),
+        (DIAGONAL_AND_PAIR, np.pad(np.eye(3, dtype=np.uint8), ((0, 3), (0, 3)))),
+        (TWO_BLOBS * 2, np.pad(np.full((2, 2), 2, np.uint8), ((0, 4), (0, 4)))),  # label kept
+        (np.zeros((6, 6), np.uint8), np.zeros((6, 6), np.uint8)),  # empty: unchanged
+        (TWO_BLOBS[:3], TWO_BLOBS[:3]),  # a single blob: unchanged
+    ],
+    ids=["two-blobs", "8-connected-diagonal", "labels-kept", "empty", "single-blob"],
+)
+def test_largest_component(mask, expected):
+    kept = inference.largest_component(mask)
+    np.testing.assert_array_equal(kept, expected)
+    assert kept.dtype == mask.dtype
+
+
+def test_keep_largest_in_predict(all_tumour):
+    # A constant-1 model paints the whole image: one region, kept whole.
+    assert inference.predict(all_tumour, _image(20, 30), keep_largest=True).sum() == 20 * 30
+
+
+# ---------------------------------------------------------------------------------------------
+# overlay
+# ---------------------------------------------------------------------------------------------
+
+REGION = (slice(1, 5), slice(1, 5))  # a 4 x 4 square in a 6 x 6 slice
+
+
+def _square_mask() -> np.ndarray:
+    mask = np.zeros((6, 6), np.uint8)
+    mask[REGION] = 1
+    return mask
+
+
+def test_overlay_tints_inside_and_keeps_outside():
+    image = np.full((6, 6, 3), 100, np.uint8)
+    shown = inference.overlay(image, _square_mask(), alpha=0.5, outline=False)
+    assert shown.shape == (6, 6, 3) and shown.dtype == np.uint8
+    inside = _square_mask().astype(bool)
+    # 0.5 * 100 + 0.5 * (255, 60, 60) = (177.5, 80, 80) -> uint8 (177, 80, 80)
+    np.testing.assert_array_equal(shown[inside], np.tile([177, 80, 80], (16, 1)))
+    np.testing.assert_array_equal(shown[~inside], image[~inside])
+    assert np.all(image == 100)  # the input is not modified
+
+
+def test_overlay_outline_is_drawn_on_the_mask_border():
+    image = np.full((6, 6, 3), 100, np.uint8)
+    shown = inference.overlay(image, _square_mask(), alpha=0.5)
+    inside = _square_mask().astype(bool)
+    interior = np.zeros((6, 6), bool)
+    interior[2:4, 2:4] = True
+    border = inside & ~interior  # the 12-pixel ring of the square
+    np.testing.assert_array_equal(shown[border], np.tile(inference.OVERLAY_COLOUR, (12, 1)))
+    np.testing.assert_array_equal(shown[interior], np.tile([177, 80, 80], (4, 1)))
+    np.testing.assert_array_equal(shown[~inside], image[~inside])
+
+
+def test_overlay_of_a_grayscale_slice_is_rgb():
+    shown = inference.overlay(np.full((6, 6), 100, np.uint8), np.zeros((6, 6), np.uint8))
+    assert shown.shape == (6, 6, 3)
+    assert np.all(shown == 100)  # empty mask: nothing tinted, nothing outlined
+
+
+# ---------------------------------------------------------------------------------------------
+# predict_dir
+# ---------------------------------------------------------------------------------------------
+
+
+def test_predict_dir_writes_masks_and_overlays(all_tumour, tmp_path):
+    in_dir = tmp_path / "in"
+    images = {"a": _image(64, 64), "b": _image(80, 72, seed=1)}
+    for stem, image in images.items():
+        # One in a sub-folder: folders are searched recursively.
+        _write_png(in_dir / ("sub" if stem == "b" else "") / f"{stem}.png", image)
+    _write_png(in_dir / "a_mask.png", np.zeros((64, 64, 3), np.uint8))  # skipped
+
+    written = inference.predict_dir(all_tumour, in_dir, tmp_path / "out", progress=False)
+
+    assert sorted(p.name for p in written) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == ["a.png", "b.png"]
+    for stem, image in images.items():
+        mask = cv2.imread(str(tmp_path / "out" / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == image.shape[:2]
+        assert np.all(mask == 1)  # labels 0/1, the article's format (not 0/255)
+        shown = data.read_image(tmp_path / "out" / "overlays" / f"{stem}.png")
+        np.testing.assert_array_equal(shown, inference.overlay(image, np.ones(image.shape[:2])))
+
+
+def test_predict_dir_of_the_real_network_writes_labels_0_1(pspnet, tiny_article_dir, tmp_path):
+    files = sorted((tiny_article_dir / "images").glob("*.png"))[:3]
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    for path in files:
+        (in_dir / path.name).write_bytes(path.read_bytes())
+    written = inference.predict_dir(pspnet, in_dir, tmp_path / "out", progress=False)
+    assert len(written) == 3
+    for path in written:
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (64, 64)
+        assert set(np.unique(mask).tolist()) <= {0, 1}
+    assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("content", [[], ["x_mask.png"], ["notes.txt"]])
+def test_predict_dir_without_images_is_refused(all_tumour, tmp_path, content):
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    for name in content:
+        if name.endswith(".png"):
+            _write_png(in_dir / name, np.zeros((8, 8, 3), np.uint8))
+        else:
+            (in_dir / name).write_text("not an image")
+    with pytest.raises(FileNotFoundError, match="no images"):
+        inference.predict_dir(all_tumour, in_dir, tmp_path / "out", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# load_model
+# ---------------------------------------------------------------------------------------------
+
+
+def test_load_model_prefers_best_over_last(no_tumour, all_tumour, tmp_path):
+    no_tumour.save(tmp_path / "best.keras")
+    all_tumour.save(tmp_path / "last.keras")
+    loaded = inference.load_model(tmp_path)
+    assert not inference.predict(loaded, _image(SIZE, SIZE)).any()  # best: the constant-0 one
+
+
+def test_load_model_falls_back_to_last(all_tumour, tmp_path):
+    all_tumour.save(tmp_path / "last.keras")
+    assert inference.predict(inference.load_model(tmp_path), _image(SIZE, SIZE)).all()
+
+
+def test_load_model_of_a_file_and_of_the_pspnet(pspnet, tmp_path):
+    pspnet.save(tmp_path / "model.keras")
+    loaded = inference.load_model(tmp_path / "model.keras")
+    assert type(loaded).__name__ == "PSPNet"
+    image = _image(80, 72)
+    _, before = inference.predict(pspnet, image, return_probabilities=True)
+    _, after = inference.predict(loaded, image, return_probabilities=True)
+    np.testing.assert_allclose(after, before, atol=1e-6)
+
+
+def test_load_model_of_an_empty_folder_says_to_train(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no best\.keras or last\.keras; train first"):
+        inference.load_model(tmp_path)
+
+
+def test_load_model_of_a_missing_path_says_what_to_pass(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pass a .keras file or a run folder"):
+        inference.load_model(tmp_path / "nowhere.keras")
+
+
+def test_load_model_is_safe_mode(tmp_path):
+    """A model holding Python code (a lambda) is refused rather than executed."""
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "m.keras")
+    with pytest.raises(ValueError, match="safe_mode"):
+        inference.load_model(tmp_path / "m.keras")

@@ -1,0 +1,74 @@
+"""The lessons' conventions: title, Colab badge from the one REPO_URL, the same Setup cell,
+a Configuration cell with the profile switch, short cells, clean committed outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pspseg_utils.course import REPO_URL
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+LESSONS = ["01_data", "02_architecture", "03_training", "04_inference", "05_evaluation"]
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_the_five_lessons_exist():
+    assert [p.stem for p in NOTEBOOKS] == LESSONS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_opening_title_badge_setup_configuration(path):
+    cells = _cells(path)
+    first = _source(cells[0])
+    assert first.startswith("# ")
+    slug = REPO_URL.removeprefix("https://github.com/")
+    badge = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}"
+    assert badge in first and "colab-badge.svg" in first
+    assert "You will learn" in first
+    assert _source(cells[1]) == "## Setup"
+    assert f"git+{REPO_URL}" in _source(cells[2])
+    assert _source(cells[3]).startswith("## Configuration")
+    configuration = _source(cells[4])
+    assert 'PROFILE = course.resolve_profile("auto")' in configuration
+    assert re.search(r"^[A-Z_]+ = ", configuration, re.MULTILINE)
+
+
+def test_setup_cell_is_identical_everywhere():
+    setups = {_source(_cells(path)[2]) for path in NOTEBOOKS}
+    assert len(setups) == 1
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_code_cell_is_longer_than_30_lines(path):
+    for cell in _cells(path):
+        if cell["cell_type"] == "code":
+            assert len(_source(cell).splitlines()) <= 30, _source(cell)[:80]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_outputs_are_clean(path):
+    for cell in _cells(path):
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", f"traceback committed in {path.name}"
+            text = "".join(output.get("text", ""))
+            assert "/root/" not in text and "/home/" not in text, f"machine path in {path.name}"
+            assert "Traceback" not in text
+            assert text.count("Warning") <= 2, f"a wall of warnings in {path.name}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_some_outputs_are_checked_by_nbval(path):
+    sources = [_source(c) for c in _cells(path) if c["cell_type"] == "code"]
+    if path.stem in ("02_architecture", "03_training"):
+        assert any(s.startswith("# NBVAL_CHECK_OUTPUT") for s in sources)
