@@ -169,8 +169,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         evaluation.write_csv(result.slices, args.out)
         patients = args.out.with_name(f"{args.out.stem}_patients.csv")
         evaluation.write_csv(result.patients, patients)
-    if args.json:
-        print(json.dumps(result.summary))
+    if args.json:  # strict JSON: an undefined score (NaN) is null
+        summary = {
+            k: None if isinstance(v, float) and v != v else v for k, v in result.summary.items()
+        }
+        print(json.dumps(summary))
     else:
         s = result.summary
         print(

@@ -136,6 +136,8 @@ def evaluate(
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     """Write a list of same-keyed dicts as CSV, creating the folder."""
+    if not rows:
+        raise ValueError(f"nothing to write to {path}: no rows")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pspseg_utils import inference
+from pspseg_utils import data, inference
 
 __all__ = ["model_from_checkpoint_path", "predict", "predict_multiple"]
 
@@ -75,7 +75,9 @@ def predict_multiple(
         if inp_dir is None:
             raise ValueError("pass inps=[...] or inp_dir=...")
         inps = sorted(
-            p for p in Path(inp_dir).iterdir() if p.suffix.lower() in (".png", ".jpg", ".tif")
+            p
+            for p in Path(inp_dir).iterdir()
+            if p.suffix.lower() in data.IMAGE_SUFFIXES and not p.stem.endswith("_mask")
         )
     masks = []
     for index, inp in enumerate(inps):

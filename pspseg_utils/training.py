@@ -327,9 +327,9 @@ def fit(
     if val_arrays is not None and len(val_arrays[0]):
         val_stream = data.make_dataset(*val_arrays, batch_size=config.batch_size)
 
-    best_path = run_dir / "best.json"
-    best = json.loads(best_path.read_text())["val_dice"] if resume and best_path.exists() else None
     monitor = "val_dice" if val_stream is not None else "dice"
+    best_path = run_dir / "best.json"
+    best = json.loads(best_path.read_text()).get(monitor) if resume and best_path.exists() else None
     callbacks: list[keras.callbacks.Callback] = [
         RunCheckpoint(run_dir, monitor=monitor, best=-math.inf if best is None else best),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),

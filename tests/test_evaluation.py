@@ -198,7 +198,7 @@ def _constant_model(logit: float) -> keras.Model:
 
 @pytest.fixture(scope="module")
 def records(tiny_records):
-    """The slices of the first two patients (13 or so slices, most of them without tumour)."""
+    """The slices of the first two patients (a dozen or so, with tumour on about half)."""
     patients = sorted({r.patient_id for r in tiny_records})[:2]
     return data.select_patients(tiny_records, patients)
 
@@ -238,7 +238,7 @@ def test_evaluate_no_tumour_model(records, truths):
     # the empty slices (Dice 1 each) would lift to their share, e.g. 4 of 7 slices -> 0.57.
     for patient, counts in zip(result.patients, truths.values(), strict=True):
         assert patient["dice"] == 0.0
-        assert np.mean([float(t == 0) for t in counts]) > 0.5
+        assert np.mean([float(t == 0) for t in counts]) > 0.0  # so the two would differ
 
 
 def test_evaluate_all_tumour_model(records, truths):

@@ -17,7 +17,7 @@ from pspseg_utils.course import REPO_URL
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SLUG = REPO_URL.removeprefix("https://github.com/")
 
-SETUP = f'''# Installs the course package on Colab or Kaggle only; locally `python3 dev.py course` did.
+SETUP = f"""# Installs the course package on Colab or Kaggle only; locally `python3 dev.py course` did.
 import os
 import sys
 
@@ -31,9 +31,9 @@ import numpy as np
 import pspseg_utils as ps
 from pspseg_utils import course, data, visualize
 
-course.print_environment()'''
+course.print_environment()"""
 
-CONFIGURATION = '''PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
+CONFIGURATION = """PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
 ROOT = course.project_root()
 DATA_DIR = None  # a kaggle_3m folder; None: $PSPSEG_DATA_DIR, else Kaggle, else synthetic data
 RUN_DIR = ROOT / "runs" / f"course-{PROFILE}"  # lesson 03 saves its model here
@@ -43,7 +43,8 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
-print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE} ({DATA_DIR})")'''
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
+      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}")"""
 
 
 def badge(name: str) -> str:
@@ -54,7 +55,9 @@ def badge(name: str) -> str:
 def header(name: str, title: str, learn: list[str]) -> list:
     items = "\n".join(f"- {item}" for item in learn)
     return [
-        nbformat.v4.new_markdown_cell(f"# {title}\n\n{badge(name)}\n\n**You will learn**\n\n{items}"),
+        nbformat.v4.new_markdown_cell(
+            f"# {title}\n\n{badge(name)}\n\n**You will learn**\n\n{items}"
+        ),
         nbformat.v4.new_markdown_cell("## Setup"),
         nbformat.v4.new_code_cell(SETUP),
         nbformat.v4.new_markdown_cell(
@@ -78,9 +81,12 @@ LESSONS: dict[str, tuple[str, list[str], list]] = {}
 
 LESSONS["01_data"] = (
     "Lesson 1: the LGG brain MRI data",
-    ["where the data comes from and how the course finds it",
-     "what the three MRI sequences show, and what a tumour mask is",
-     "why the split must be by patient, measured", "the input pipeline and its augmentation"],
+    [
+        "where the data comes from and how the course finds it",
+        "what the three MRI sequences show, and what a tumour mask is",
+        "why the split must be by patient, measured",
+        "the input pipeline and its augmentation",
+    ],
     [
         md("""
 ## Getting the data
@@ -147,8 +153,12 @@ Pick a patient and a slice (in a live notebook; a static figure otherwise)."""),
 
 LESSONS["02_architecture"] = (
     "Lesson 2: PSPNet, step by step",
-    ["what semantic segmentation asks of a network", "dilated backbones and the output stride",
-     "the pyramid pooling module, built cell by cell", "the three backbones' size and speed"],
+    [
+        "what semantic segmentation asks of a network",
+        "dilated backbones and the output stride",
+        "the pyramid pooling module, built cell by cell",
+        "the three backbones' size and speed",
+    ],
     [
         md("""
 ## Semantic segmentation in brief
@@ -249,8 +259,12 @@ plt.show()"""),
 
 LESSONS["03_training"] = (
     "Lesson 3: training",
-    ["why class imbalance decides the loss", "Dice and IoU, and what empty masks score",
-     "checkpoints and auto-resume, shown by interrupting", "learning curves, and the article's API"],
+    [
+        "why class imbalance decides the loss",
+        "Dice and IoU, and what empty masks score",
+        "checkpoints and auto-resume, shown by interrupting",
+        "learning curves, and the article's API",
+    ],
     [
         md("""
 ## Class imbalance and the loss
@@ -336,8 +350,12 @@ print("restored:", type(model).__name__, "with n_classes =", model.n_classes)"""
 
 LESSONS["04_inference"] = (
     "Lesson 4: inference",
-    ["loading a checkpoint", "predicting a PNG with the article's `predict`",
-     "the effect of the threshold", "time per image, export and reload"],
+    [
+        "loading a checkpoint",
+        "predicting a PNG with the article's `predict`",
+        "the effect of the threshold",
+        "time per image, export and reload",
+    ],
     [
         md("""
 ## Loading a checkpoint
@@ -369,7 +387,7 @@ plt.show()"""),
         code("""
 patient_dir = example.image_path.parent
 written = inference.predict_dir(model, patient_dir, RUN_DIR / "predictions", progress=False)
-print(f"{len(written)} masks in {written[0].parent}, overlays beside them")"""),
+print(f"{len(written)} masks in {written[0].parent.relative_to(ROOT)}, overlays beside them")"""),
         md("""
 ## The threshold
 The network outputs a probability per pixel; the mask is where it crosses a threshold.
@@ -415,8 +433,12 @@ print("reloaded model predicts the same mask:", same)"""),
 
 LESSONS["05_evaluation"] = (
     "Lesson 5: evaluation",
-    ["per-slice and per-patient Dice, and why per patient", "how we compare with published results",
-     "best and worst patients", "where the model fails, and why"],
+    [
+        "per-slice and per-patient Dice, and why per patient",
+        "how we compare with published results",
+        "best and worst patients",
+        "where the model fails, and why",
+    ],
     [
         md("""
 ## Evaluation on held-out patients
@@ -481,7 +503,9 @@ plt.show()"""),
         md("""
 ## Look for yourself
 Browse the test patients with the model's predictions (live notebook; static otherwise)."""),
-        code("visualize.slice_browser(test_records, predict=lambda image: inference.predict(model, image))"),
+        code(
+            "visualize.slice_browser(test_records, predict=lambda image: inference.predict(model, image))"
+        ),
     ],
 )
 

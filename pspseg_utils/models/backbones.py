@@ -19,7 +19,7 @@ import keras
 __all__ = ["BACKBONES", "build_backbone"]
 
 WEIGHTS_HOST = ("storage.googleapis.com", 443)
-BATCH_NORM_MOMENTUM = 0.99
+BATCH_NORM_MOMENTUM = 0.9
 
 
 def _layer(config: dict, name: str) -> dict:
@@ -136,8 +136,9 @@ def build_backbone(
     dilate(config, output_stride)
     for layer in config["layers"]:
         if layer["class_name"] == "BatchNormalization":
-            # MobileNetV2 ships momentum 0.999: its moving statistics would still be mostly
-            # their initial values after the few thousand steps of a course-sized run.
+            # Keras Applications ship 0.99-0.999: in a short run from scratch the weights move
+            # faster than such averages follow, and inference-mode outputs collapse. 0.9 (the
+            # PyTorch default) tracks them.
             layer["config"]["momentum"] = BATCH_NORM_MOMENTUM
     dilated = keras.Model.from_config(config)
     dilated.set_weights(original.get_weights())

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from pspseg_utils.models.backbones import BACKBONES, build_backbone
+from pspseg_utils.models.backbones import BACKBONES, BATCH_NORM_MOMENTUM, build_backbone
 from pspseg_utils.models.layers import AdaptiveAveragePooling, SliceStandardization
 
 __all__ = [
@@ -61,7 +61,7 @@ def check_input_shape(input_shape: Sequence[int], *, output_stride: int, bins: S
 def conv_bn_relu(x, filters: int, kernel_size: int, *, name: str):
     """Conv (no bias: BN follows) -> BatchNorm -> ReLU, each layer named `{name}_...`."""
     x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

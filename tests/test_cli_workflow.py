@@ -1,0 +1,166 @@
+"""The whole `pspseg` workflow in-process, through `cli.main(argv)`: train -> evaluate -> predict
+-> export on the tiny dataset, and the errors a user meets on the way (exit status and message).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import csv  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import cv2  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from pspseg_utils import cli, data  # noqa: E402
+
+SUMMARY_KEYS = {"patients", "slices", "patient_dice_mean", "patient_dice_median", "slice_dice_mean"}
+RUN_FILES = ("config.json", "split.json", "last.keras", "best.keras", "best.json", "log.csv")
+
+
+def _csv_rows(path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_export(tiny_kaggle_dir, tiny_records, tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    data_dir, run = tmp_path / "D", tmp_path / "R"
+    shutil.copytree(tiny_kaggle_dir, data_dir / "kaggle_3m")
+
+    # train --quick: 2 tiny epochs; the run folder is complete.
+    argv = [
+        "train",
+        "--data",
+        str(data_dir),
+        "--out",
+        str(run),
+        "--quick",
+        "--precision",
+        "float32",
+    ]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Trained 2 epoch(s). Run folder: " in out
+    assert f"Next: pspseg evaluate --model {run} --data {data_dir} --split test" in out
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    assert [row["epoch"] for row in _csv_rows(run / "log.csv")] == ["0", "1"]
+    split = json.loads((run / "split.json").read_text())
+
+    # evaluate --split test --json: one JSON object over the run's test patients.
+    argv = ["evaluate", "--model", str(run), "--data", str(data_dir), "--split", "test", "--json"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    summary = json.loads(out)
+    assert set(summary) >= SUMMARY_KEYS
+    for key in ("patient_dice_mean", "patient_dice_median", "slice_dice_mean"):
+        assert 0.0 <= summary[key] <= 1.0, key
+    test_records = data.select_patients(tiny_records, split["test"])
+    assert summary["patients"] == len(split["test"]) >= 1
+    assert summary["slices"] == len(test_records)
+
+    # evaluate --split all --out X.csv: every patient, and both tables written.
+    table = tmp_path / "tables" / "X.csv"
+    argv = ["evaluate", "--model", str(run), "--data", str(data_dir), "--split", "all"]
+    assert cli.main([*argv, "--out", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"6 patients, {len(tiny_records)} slices (all)\n")
+    assert "Dice per patient: mean " in out
+    assert f"Tables: {table}, {tmp_path / 'tables' / 'X_patients.csv'}" in out
+    slices = _csv_rows(table)
+    patients = _csv_rows(tmp_path / "tables" / "X_patients.csv")
+    assert len(slices) == len(tiny_records)
+    assert sorted(row["patient"] for row in patients) == sorted(
+        {r.patient_id for r in tiny_records}
+    )
+    assert all(0.0 <= float(row["dice"]) <= 1.0 for row in slices + patients)
+
+    # predict a patient folder: a mask and an overlay per slice, at the slice's size.
+    patient = sorted(p for p in (data_dir / "kaggle_3m").iterdir() if p.is_dir())[0]
+    images = sorted(p for p in patient.glob("*.tif") if not p.stem.endswith("_mask"))
+    predictions = tmp_path / "P"
+    assert cli.main(["predict", "--model", str(run), str(patient), "--out", str(predictions)]) == 0
+    out = capsys.readouterr().out
+    assert f"Wrote {len(images)} masks to {predictions}/masks" in out
+    masks = sorted((predictions / "masks").glob("*.png"))
+    assert [p.stem for p in masks] == [p.stem for p in images]
+    assert len(list((predictions / "overlays").glob("*.png"))) == len(images)
+    for path in masks:
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (64, 64)
+        assert set(np.unique(mask).tolist()) <= {0, 1}
+
+    # export: both formats, their sizes printed.
+    exported = tmp_path / "E"
+    assert cli.main(["export", "--model", str(run), "--out", str(exported)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{exported / 'model.keras'}: ") and lines[0].endswith(" MB")
+    assert lines[1].startswith(f"{exported / 'saved_model'}: ") and lines[1].endswith(" MB")
+    assert (exported / "model.keras").is_file()
+    assert (exported / "saved_model" / "saved_model.pb").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: a non-zero exit status and a message that says what to do, never a traceback
+# ---------------------------------------------------------------------------------------------
+
+
+def _fails(argv, capsys, status: int, *expected: str) -> None:
+    assert cli.main(argv) == status
+    captured = capsys.readouterr()
+    for text in expected:
+        assert text in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_evaluate_split_without_a_run_folder(tiny_kaggle_dir, tmp_path, capsys):
+    loose = tmp_path / "models" / "model.keras"  # not inside a run folder: no split.json
+    argv = ["evaluate", "--model", str(loose), "--data", str(tiny_kaggle_dir), "--split", "test"]
+    _fails(
+        argv,
+        capsys,
+        2,
+        f"{tmp_path / 'models'}/split.json not found",
+        "use --split all to evaluate every patient in --data",
+    )
+
+
+def test_evaluate_split_of_a_run_on_other_data(tiny_kaggle_dir, tmp_path, capsys):
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["A"], "val": ["B"], "test": ["C"]}))
+    argv = ["evaluate", "--model", str(tmp_path), "--data", str(tiny_kaggle_dir), "--split", "val"]
+    _fails(argv, capsys, 2, "none of the run's val patients are in", "Use --split all")
+
+
+def test_evaluate_without_a_model(tiny_kaggle_dir, tmp_path, capsys):
+    argv = ["evaluate", "--model", str(tmp_path), "--data", str(tiny_kaggle_dir), "--split", "all"]
+    _fails(argv, capsys, 2, "has no best.keras or last.keras; train first")
+
+
+def test_predict_a_missing_input(tmp_path, capsys):
+    missing = tmp_path / "nowhere.png"
+    argv = ["predict", "--model", str(tmp_path), str(missing), "--out", str(tmp_path / "P")]
+    _fails(argv, capsys, 2, f"{missing}: no such file or folder")
+    assert not (tmp_path / "P").exists()
+
+
+def test_predict_a_folder_without_images(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    argv = ["predict", "--model", str(tmp_path), str(tmp_path / "in"), "--out", str(tmp_path / "P")]
+    _fails(argv, capsys, 2, "no images among the inputs")
+
+
+def test_train_on_an_empty_folder(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["train", "--data", str(empty), "--out", str(tmp_path / "R"), "--quick"]
+    _fails(argv, capsys, 1, f"{empty}: is empty", "pspseg synth")
+    assert not (tmp_path / "R").exists()
