@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up the course's virtual environment and run its two jobs; needs only Python 3.10+.
 
-    python3 dev.py course   # install, then generate data, train, evaluate, execute the notebooks
+    python3 dev.py course   # install, then run the five lessons: data, train, predict, evaluate
     python3 dev.py test     # install, then ruff and the whole test suite (what CI runs)
 
 The environment lives in `.venv/` and is reinstalled only when pyproject.toml changes.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -44,25 +45,32 @@ def ensure_environment() -> None:
 
 
 def course() -> None:
-    """The course's main job on the embedded default: synthetic data, training, evaluation."""
-    data_dir, run_dir = ROOT / "data" / "synthetic", ROOT / "runs" / "course"
-    pspseg = BIN / "pspseg"
-    if not (data_dir / "kaggle_3m").is_dir():
-        run(pspseg, "synth", data_dir, "--patients", "20", "--seed", "0")
-    run(pspseg, "check", data_dir)
-    run(pspseg, "train", "--data", data_dir, "--out", run_dir, "--time-budget", "10")
-    run(
-        pspseg,
-        "evaluate",
-        "--model",
-        run_dir,
-        "--data",
-        data_dir,
-        "--split",
-        "test",
-        "--out",
-        run_dir / "evaluation.csv",
-    )
+    """The course end to end on the embedded default: the five lessons, executed in order in the
+    `cpu` profile (lesson 1 generates the synthetic data, 3 trains, 4 predicts, 5 evaluates)."""
+    env = dict(os.environ, PSPSEG_QUICK="0")
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        run(
+            BIN / "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--inplace",
+            "--ExecutePreprocessor.timeout=1800",
+            notebook,
+            env=env,
+        )
+        clean_metadata(notebook)
+    print("Done. Open the lessons with: .venv/bin/jupyter lab notebooks/")
+
+
+def clean_metadata(notebook: Path) -> None:
+    """Drop execution timestamps so that re-running a lesson changes only its outputs."""
+    content = json.loads(notebook.read_text())
+    for cell in content["cells"]:
+        cell.get("metadata", {}).pop("execution", None)
+    content["metadata"].pop("widgets", None)
+    notebook.write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n")
 
 
 def test() -> None:

@@ -23,8 +23,9 @@ from pspseg_utils import data, evaluation, inference, training  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="dataset folder (Kaggle or article layout)")
     parser.add_argument("--out", default="runs/cpu-recipe", help="run folder")
     parser.add_argument("--time-budget", type=float, default=25.0, help="minutes of training")
@@ -39,9 +40,10 @@ def main() -> None:
     test = data.select_patients(records, training.load_split(args.out)["test"])
     scores = evaluation.evaluate(inference.load_model(args.out), test, progress=False)
     evaluation.write_csv(scores.patients, os.path.join(args.out, "test_patients.csv"))
+    command = f"pspseg train --data {args.data} --out {args.out} --time-budget {args.time_budget}"
     print(json.dumps({
         "what": "cpu_recipe",
-        "command": f"pspseg train --data {args.data} --out {args.out} --time-budget {args.time_budget}",
+        "command": command,
         "backbone": config.backbone, "image_size": config.image_size,
         "precision": training.choose_precision(config.precision),
         "epochs": result.epochs_done, "train_minutes": round(minutes, 1),

@@ -41,7 +41,14 @@ PROFILES: dict[str, dict] = {
     "cpu": dict(
         backbone="mobilenetv2", image_size=128, epochs=10, batch_size=16, time_budget_minutes=6
     ),  # fmt: skip
-    "gpu": dict(backbone="vgg16", image_size=256, epochs=60, batch_size=16, head_channels=256),
+    "gpu": dict(
+        backbone="vgg16",
+        image_size=256,
+        epochs=60,
+        batch_size=16,
+        head_channels=256,
+        backbone_weights="imagenet",
+    ),  # fmt: skip
 }
 
 

@@ -57,6 +57,7 @@ class TrainConfig:
     image_size: int = 128
     output_stride: int = 8
     head_channels: int = 128
+    dropout_rate: float = 0.1
     num_classes: int = 1
     backbone_weights: str | None = None
     epochs: int = 40
@@ -101,7 +102,14 @@ def default_config(*, gpu: bool | None = None, **overrides) -> TrainConfig:
 
     gpu = bool(tf.config.list_physical_devices("GPU")) if gpu is None else gpu
     base = (
-        dict(backbone="vgg16", image_size=256, head_channels=256, batch_size=16, epochs=60)
+        dict(
+            backbone="vgg16",
+            image_size=256,
+            head_channels=256,
+            batch_size=16,
+            epochs=60,
+            backbone_weights="imagenet",
+        )
         if gpu
         else {}
     )
@@ -436,6 +444,7 @@ def train(
 
     precision = choose_precision(config.precision)
     print(f"Training {config.backbone} PSPNet at {config.image_size}px in {precision}.")
+    keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
     with _dtype_policy(precision), _strategy().scope():
         model = build_pspnet(
             (config.image_size, config.image_size, 3),
@@ -443,6 +452,7 @@ def train(
             backbone=config.backbone,
             output_stride=config.output_stride,
             head_channels=config.head_channels,
+            dropout_rate=config.dropout_rate,
             backbone_weights=config.backbone_weights,
         )
         return fit(
