@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -358,6 +359,8 @@ def _add_prediction_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # TensorFlow is imported later, by the commands that need it; keep its C++ start-up log quiet.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         status = args.run(args)
     except data.DatasetError as error:

@@ -20,9 +20,12 @@ def folder_size(path: Path) -> int:
 
 
 def export(model_path: str | Path, out_dir: str | Path) -> dict[str, int]:
-    """Write `out_dir/model.keras` (weights only, no optimizer: loads anywhere with Keras 3 and
-    `import pspseg_utils`) and `out_dir/saved_model/` (TensorFlow SavedModel with a `serve`
-    signature taking float32 (B, H, W, 3) images in 0..255, for TF Serving or tf.saved_model.load).
+    """Write `out_dir/model.keras` and `out_dir/saved_model/`.
+
+    The `.keras` file has no optimizer state and loads with Keras 3 once `pspseg_utils.models` is
+    imported (or with `pspseg_utils.inference.load_model`). The TensorFlow SavedModel has a
+    `serve` signature taking float32 (B, H, W, 3) images in 0..255, for TF Serving or
+    `tf.saved_model.load`.
 
     Returns:
         {"model.keras": bytes, "saved_model": bytes}.

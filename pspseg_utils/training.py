@@ -60,7 +60,7 @@ class TrainConfig:
     dropout_rate: float = 0.1
     num_classes: int = 1
     backbone_weights: str | None = None
-    epochs: int = 40
+    epochs: int = 14
     batch_size: int = 16
     steps_per_epoch: int | None = None
     learning_rate: float = 2e-3
@@ -68,7 +68,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     loss: str = "bce_dice"
     augment: bool = True
-    tumour_oversampling: float = 0.0
+    tumour_oversampling: float = 0.5
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0

@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import pytest  # noqa: E402
 
 from pspseg_utils import data  # noqa: E402
+from pspseg_utils.models import backbones  # noqa: E402
 from pspseg_utils.synthetic import generate_dataset  # noqa: E402
 
 TINY_PATIENTS = 6
@@ -49,3 +50,14 @@ def tiny_article_dir(tiny_kaggle_dir, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("tiny_article")
     data.prepare(tiny_kaggle_dir, out_dir, progress=False)
     return out_dir
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network and an empty Keras weights cache, on any machine."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("simulated: no network")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(backbones.socket, "create_connection", refuse)

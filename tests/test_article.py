@@ -24,21 +24,9 @@ import pytest  # noqa: E402
 
 import pspseg_utils  # noqa: E402
 from pspseg_utils.models import PSPNet  # noqa: E402
-from pspseg_utils.models import backbones as backbones_module  # noqa: E402
 
 SIZE = 48
 OFFLINE_WARNING = "ignore:.*Continuing with random initial weights:UserWarning"
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No network and an empty weights cache, on any machine (as in test_models.py)."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("simulated: no network")
-
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(backbones_module.socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")

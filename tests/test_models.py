@@ -119,17 +119,6 @@ def models():
     cache._models.clear()
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """Simulate a machine without network and without cached weights, on any machine."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("simulated: no network")
-
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty weights cache
-    monkeypatch.setattr(backbones_module.socket, "create_connection", refuse)
-
-
 # ---------------------------------------------------------------------------------------------
 # Outputs
 # ---------------------------------------------------------------------------------------------
