@@ -86,6 +86,7 @@ def _train(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "precision": args.precision,
         "steps_per_epoch": args.steps_per_epoch,
+        "jit_compile": args.xla or None,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     config = default_config(**given) if not args.quick else TrainConfig(**{**QUICK, **given})
@@ -257,12 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a PSPNet with a patient-level split, resuming if interrupted",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Train on DATA (either layout), split by patient, checkpointing every epoch "
-        "into OUT (last.keras, best.keras, log.csv, config.json, split.json). Running the same "
-        "command again resumes after the last finished epoch. Without a GPU the defaults are the "
-        "CPU recipe (MobileNetV2, 128 px, bfloat16 where the CPU has it); with one, VGG16 at "
-        "256 px in mixed precision. Unset options keep those defaults.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Train on DATA (either layout), split by patient, checkpointing every epoch into OUT:
+last.keras, best.keras (best validation Dice), log.csv, config.json and split.json.
+Running the same command again resumes after the last finished epoch.
+
+Unset options keep the recipe's defaults:
+  without a GPU (the CPU recipe): mobilenetv2, 128 px, 14 epochs, batch 16, lr 0.002,
+      bfloat16 where the CPU has it, about 25 minutes on 2 cores for 40 patients;
+  with a GPU: vgg16 with ImageNet weights, 256 px, 60 epochs, batch 16, mixed precision.
+Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss, augmentation,
+15% of patients for validation and 15% held out for testing, seed 0.""",
+        epilog="example:\n  pspseg train --data data/synthetic --out runs/first --time-budget 10",
     )
     train.add_argument("--data", type=Path, required=True, help="dataset folder")
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
@@ -284,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"]
     )
     train.add_argument("--steps-per-epoch", type=int, help="default: one pass over the data")
+    train.add_argument(
+        "--xla",
+        action="store_true",
+        help="compile the training step with XLA (faster on GPUs, slower on CPUs)",
+    )
     train.add_argument(
         "--no-resume", action="store_true", help="start afresh even if OUT has a checkpoint"
     )

@@ -297,6 +297,7 @@ def fit(
     config: TrainConfig,
     resume: bool = True,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    val_batch_size: int | None = None,
     verbose: int | str = "auto",
 ) -> TrainResult:
     """Train a compiled-or-not model on in-memory arrays, checkpointing into `run_dir`.
@@ -333,7 +334,7 @@ def fit(
     ).skip(epochs_done * steps)
     val_stream = None
     if val_arrays is not None and len(val_arrays[0]):
-        val_stream = data.make_dataset(*val_arrays, batch_size=config.batch_size)
+        val_stream = data.make_dataset(*val_arrays, batch_size=val_batch_size or config.batch_size)
 
     monitor = "val_dice" if val_stream is not None else "dice"
     best_path = run_dir / "best.json"
@@ -548,4 +549,5 @@ def train_article(
             config=config,
             resume=auto_resume_checkpoint,
             extra_callbacks=callbacks,
+            val_batch_size=val_batch_size,
         )
