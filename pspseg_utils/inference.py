@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from pspseg_utils import data, losses, metrics, models  # noqa: F401 - registers custom objects
 
 __all__ = [
+    "as_image_list",
     "load_model",
     "predict",
     "predict_probabilities",
@@ -48,8 +49,9 @@ def load_model(path: str | Path) -> keras.Model:
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
-def _as_batch(inputs) -> tuple[list[np.ndarray], bool]:
-    """A list of uint8-like (H, W, 3) images, and whether a single image was given."""
+def as_image_list(inputs) -> tuple[list[np.ndarray], bool]:
+    """Normalise predict's inputs (a path, an (H, W, 3) image, an (N, H, W, 3) batch, or a list
+    of paths and images) to a list of (H, W, 3) arrays, and whether a single image was given."""
     if isinstance(inputs, (str, Path)):
         return [data.read_image(inputs)], True
     if isinstance(inputs, np.ndarray):
@@ -134,7 +136,7 @@ def predict(
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-    images, single = _as_batch(inputs)
+    images, single = as_image_list(inputs)
     probabilities = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
     masks = [_to_labels(p, threshold) for p in probabilities]
     if keep_largest:

@@ -47,7 +47,7 @@ def predict(
         model = model_from_checkpoint_path(checkpoints_path)
     if inp is None:
         raise ValueError("pass inp=... (an image path or an (H, W, 3) array)")
-    image = inference._as_batch(inp)[0][0]
+    image = inference.as_image_list(inp)[0][0]
     mask = inference.predict(model, image, threshold=threshold)
     if out_fname is not None:
         written = inference.overlay(image, mask)[..., ::-1] if overlay_img else mask
