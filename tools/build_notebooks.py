@@ -305,14 +305,16 @@ print("empty vs empty:", metrics.dice_score(np.zeros((3, 3)), np.zeros((3, 3))))
         md("""
 ## Training, interrupted and resumed
 `train` checkpoints every epoch into the run folder (atomically: a crash never leaves a broken
-file) with the optimizer state and the patient split. We stop after one epoch, as a Colab
-disconnect would, then call `train` again: it resumes after the last finished epoch."""),
+file) with the optimizer state and the patient split. A tiny time budget stops the first call
+after one epoch, as a Colab disconnect would; calling `train` again resumes after the last
+finished epoch, with the same learning-rate plan."""),
         code("""
 import dataclasses
 from pspseg_utils import training
 
 print("precision:", training.choose_precision(CONFIG.precision))
-first = training.train(DATA_DIR, RUN_DIR, dataclasses.replace(CONFIG, epochs=1), progress=False)
+interrupted = dataclasses.replace(CONFIG, time_budget_minutes=0.01)  # stops after one epoch
+first = training.train(DATA_DIR, RUN_DIR, interrupted, progress=False)
 print(f"stopped after epoch {first.epochs_done}; folder: {sorted(p.name for p in RUN_DIR.iterdir())}")"""),
         code("""
 result = training.train(DATA_DIR, RUN_DIR, CONFIG, progress=False)
