@@ -3,6 +3,7 @@ is missing, and the measured demonstration of slice-level split leakage."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -19,7 +20,7 @@ __all__ = [
     "PROFILES",
     "resolve_profile",
     "train_config",
-    "print_environment",
+    "setup_notebook",
     "ensure_model",
     "leakage_demo",
 ]
@@ -53,9 +54,9 @@ PROFILES: dict[str, dict] = {
 
 
 def project_root() -> Path:
-    """The repository folder when run from it or from notebooks/, else the working folder."""
-    here = Path.cwd()
-    return here.parent if here.name == "notebooks" else here
+    """The repository folder, relative to the working folder (so that printed paths say nothing
+    about the machine): ".." from notebooks/, else "."."""
+    return Path("..") if Path.cwd().name == "notebooks" else Path(".")
 
 
 def resolve_profile(requested: str = "auto", *, environ: Mapping[str, str] | None = None) -> str:
@@ -81,14 +82,33 @@ def train_config(profile: str, **overrides):
     return TrainConfig(**{**PROFILES[profile], **overrides})
 
 
-def print_environment() -> None:
-    """Versions, and whether a GPU is there (with what to click on Colab if not)."""
-    import keras
-    import tensorflow as tf
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 for a moment: TensorFlow >= 2.16 writes its C++ start-up notices
+    there before TF_CPP_MIN_LOG_LEVEL takes effect, and a notebook would show them in red."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
 
+
+def setup_notebook() -> None:
+    """Print versions and whether a GPU is there (with what to click on Colab if not), and keep
+    TensorFlow's Python-side advice (e.g. on retracing, which is for library authors) out of the
+    lessons' outputs."""
+    with _quiet_stderr():
+        import keras
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    tf.get_logger().setLevel("ERROR")
     import pspseg_utils
 
-    gpus = tf.config.list_physical_devices("GPU")
     print(f"Python {platform.python_version()} | TensorFlow {tf.__version__} | Keras "
           f"{keras.__version__} | pspseg {pspseg_utils.__version__}")  # fmt: skip
     if gpus:

@@ -497,6 +497,7 @@ def train_article(
     learning_rate: float = 1e-3,
     loss: str = "bce_dice",
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = 2,
     **ignored,
 ) -> TrainResult:
     """keras_segmentation's `model.train(...)` on Keras 3, with the same keywords.
@@ -518,10 +519,9 @@ def train_article(
     size = model.input_shape[1]
 
     def arrays(images_dir, masks_dir):
-        records = data.find_pairs(
-            images_dir, masks_dir, num_classes=num_classes, progress=verify_dataset
-        )
-        return data.load_arrays(records, image_size=size, num_classes=num_classes)
+        # Every file is checked whatever `verify_dataset` says: bad input fails here, clearly.
+        records = data.find_pairs(images_dir, masks_dir, num_classes=num_classes, progress=False)
+        return data.load_arrays(records, image_size=size, num_classes=num_classes, progress=False)
 
     config = TrainConfig(
         image_size=size,
@@ -550,4 +550,5 @@ def train_article(
             resume=auto_resume_checkpoint,
             extra_callbacks=callbacks,
             val_batch_size=val_batch_size,
+            verbose=verbose,
         )

@@ -154,7 +154,7 @@ def plot_patient_scores(patients: Sequence[dict], *, title: str = "Per-patient r
 def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
     """An ipywidgets browser over patients and slices (scan, mask, and a prediction if `predict`
     maps an image to a mask). Without ipywidgets, or outside a notebook, it draws the first
-    tumour slice statically and returns None."""
+    tumour slice statically."""
     by_patient: dict[str, list[data.SliceRecord]] = {}
     for record in records:
         by_patient.setdefault(record.patient_id, []).append(record)
@@ -180,7 +180,7 @@ def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
         draw(first.patient_id, by_patient[first.patient_id].index(first))
         return None
     longest = max(len(v) for v in by_patient.values())
-    return widgets.interact(
+    widgets.interact(
         draw,
         patient=widgets.Dropdown(options=sorted(by_patient), description="patient"),
         position=widgets.IntSlider(

@@ -31,7 +31,7 @@ import numpy as np
 import pspseg_utils as ps
 from pspseg_utils import course, data, visualize
 
-course.print_environment()"""
+course.setup_notebook()"""
 
 CONFIGURATION = """PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
 ROOT = course.project_root()
@@ -122,7 +122,8 @@ holds near-copies of training slices. We measure it with a "model" that can only
 it copies the mask of the most similar training slice."""),
         code("""
 for split_name, scores in course.leakage_demo(records, seed=SEED).items():
-    print(f"{split_name:>20}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))"""),
+    print(f"{split_name:>20}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float)
+                                            else f"{k} {v}" for k, v in scores.items()))"""),
         md("""
 Memorising looks like skill under a slice-level split. Our split is by patient, stratified by
 tumour burden, and seeded; no patient is in two subsets."""),
@@ -235,8 +236,8 @@ images, _ = data.load_arrays([example], image_size=size, progress=False)
 model = ps.models.build_pspnet((size, size, 3), 1, backbone=CONFIG.backbone,
                                head_channels=CONFIG.head_channels, backbone_weights=None)
 probabilities = model.predict(images.astype("float32"), verbose=0)
-print("input", images.shape, "-> output", probabilities.shape, f"in [{probabilities.min():.2f}, "
-      f"{probabilities.max():.2f}]")"""),
+print("input", images.shape, "-> output", probabilities.shape, f"in [{probabilities.min():.3f}, "
+      f"{probabilities.max():.3f}] (untrained: everything near 0.5)")"""),
         md("""
 ## The pooled feature maps
 What each pyramid branch hands to the classifier: the same slice summarised at four scales
@@ -247,7 +248,8 @@ probe = keras.Model(model.input, [model.get_layer(name).output for name in names
 figure, axes = plt.subplots(1, 5, figsize=(13, 2.8))
 axes[0].imshow(images[0][..., 1], cmap="gray")
 axes[0].set_title("input (FLAIR)")
-for axis, name, output in zip(axes[1:], names, probe.predict(images.astype("float32"), verbose=0)):
+for axis, name, output in zip(axes[1:], names, probe(images.astype("float32"))):
+    output = np.asarray(output, dtype="float32")
     axis.imshow(output[0, ..., 0], cmap="magma")
     axis.set_title(name.replace("_relu", ""))
 for axis in axes:

@@ -96,7 +96,7 @@ def _check_weights_reachable(backbone: str, prefix: str, timeout: float = 3.0) -
         raise RuntimeError(
             f"Cannot download the ImageNet weights of {backbone} ({error}); this machine seems "
             f"offline. Pass backbone_weights=None to train from scratch, or put the Keras weights "
-            f"file ({prefix}*.h5) in {cache}."
+            f"file ({prefix}*.h5) in {str(cache).replace(str(Path.home()), '~')}."
         ) from error
 
 
