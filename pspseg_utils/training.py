@@ -283,7 +283,12 @@ def _trim_log(path: Path, epochs_done: int) -> None:
         return
     with path.open() as handle:
         rows = list(csv.reader(handle))
-    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epochs_done]
+    header = rows[:1]
+    kept = header + [
+        row
+        for row in rows[1:]
+        if header and len(row) == len(header[0]) and row[0].isdigit() and int(row[0]) < epochs_done
+    ]  # a row cut short by a kill is dropped too
     with path.open("w", newline="") as handle:
         csv.writer(handle).writerows(kept)
 
@@ -339,9 +344,11 @@ def fit(
     monitor = "val_dice" if val_stream is not None else "dice"
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text()).get(monitor) if resume and best_path.exists() else None
+    # The log row first, then the checkpoint: a row whose checkpoint never landed is trimmed on
+    # resume, while a checkpoint is never left without its row.
     callbacks: list[keras.callbacks.Callback] = [
-        RunCheckpoint(run_dir, monitor=monitor, best=-math.inf if best is None else best),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        RunCheckpoint(run_dir, monitor=monitor, best=-math.inf if best is None else best),
     ]
     budget = None
     if config.time_budget_minutes is not None:

@@ -24,14 +24,15 @@ import sys
 if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     %pip install -q "pspseg @ git+{REPO_URL}"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up log quiet
+from pspseg_utils import course
+
+course.setup_notebook()  # imports TensorFlow quietly, prints versions and the GPU
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 import pspseg_utils as ps
-from pspseg_utils import course, data, visualize
-
-course.setup_notebook()"""
+from pspseg_utils import data, visualize"""
 
 CONFIGURATION = """PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
 ROOT = course.project_root()
