@@ -112,11 +112,7 @@ def _predict(args: argparse.Namespace) -> int:
     files = []
     for item in args.inputs:
         if item.is_dir():
-            files += sorted(
-                p
-                for p in item.rglob("*")
-                if p.suffix.lower() in data.IMAGE_SUFFIXES and not p.stem.endswith("_mask")
-            )
+            files += data.find_images(item)
         elif item.is_file():
             files.append(item)
         else:

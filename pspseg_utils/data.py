@@ -40,6 +40,7 @@ __all__ = [
     "read_mask",
     "find_slices",
     "find_pairs",
+    "find_images",
     "detect_layout",
     "summarize",
     "split_patients",
@@ -230,6 +231,14 @@ def _kaggle_pairs(root: Path) -> tuple[list[tuple[str, int, Path, Path]], list[s
 
 def _stems(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def find_images(folder: str | Path, *, recursive: bool = True) -> list[Path]:
+    """Image files (PNG, TIFF, JPEG, BMP) in a folder, sorted, skipping `*_mask` files: what
+    prediction takes as input."""
+    found = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.stem.endswith("_mask"))  # fmt: skip
 
 
 def _article_pairs(

@@ -193,11 +193,7 @@ def predict_dir(
         The written mask paths.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    files = sorted(
-        p
-        for p in in_dir.rglob("*")
-        if p.suffix.lower() in data.IMAGE_SUFFIXES and not p.stem.endswith("_mask")
-    )
+    files = data.find_images(in_dir)
     if not files:
         raise FileNotFoundError(f"{in_dir}: no images (.png, .tif, .jpg) to predict")
     return predict_files(

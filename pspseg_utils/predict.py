@@ -74,11 +74,7 @@ def predict_multiple(
     if inps is None:
         if inp_dir is None:
             raise ValueError("pass inps=[...] or inp_dir=...")
-        inps = sorted(
-            p
-            for p in Path(inp_dir).iterdir()
-            if p.suffix.lower() in data.IMAGE_SUFFIXES and not p.stem.endswith("_mask")
-        )
+        inps = data.find_images(inp_dir, recursive=False)
     masks = []
     for index, inp in enumerate(inps):
         name = Path(inp).stem if isinstance(inp, (str, Path)) else str(index)
