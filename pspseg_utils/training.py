@@ -58,6 +58,7 @@ class TrainConfig:
     output_stride: int = 8
     head_channels: int = 128
     dropout_rate: float = 0.1
+    aux_loss_weight: float = 0.4  # the auxiliary head's share of the loss; 0 drops the head
     num_classes: int = 1
     backbone_weights: str | None = None
     epochs: int = 14
@@ -92,6 +93,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.aux_loss_weight < 0:
+            raise ValueError(f"aux_loss_weight must be >= 0, got {self.aux_loss_weight!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
@@ -196,7 +199,7 @@ def compile_model(model: keras.Model, config: TrainConfig, *, total_steps: int) 
     )
     model.compile(
         optimizer=optimizer,
-        loss=get_loss(config.loss, num_classes=model.output_shape[-1]),
+        loss=get_loss(config.loss, num_classes=model.num_classes),
         metrics=[DiceCoefficient(name="dice"), IoUCoefficient(name="iou")],
         jit_compile=config.jit_compile,
         run_eagerly=config.run_eagerly,
@@ -461,6 +464,7 @@ def train(
             output_stride=config.output_stride,
             head_channels=config.head_channels,
             dropout_rate=config.dropout_rate,
+            aux_loss_weight=config.aux_loss_weight or None,
             backbone_weights=config.backbone_weights,
         )
         return fit(
@@ -522,7 +526,7 @@ def train_article(
         warnings.warn(f"model.train ignores {sorted(ignored)} on Keras 3.", stacklevel=3)
     if validate and (val_images is None or val_annotations is None):
         raise ValueError("validate=True needs val_images and val_annotations")
-    num_classes = max(2, model.output_shape[-1])
+    num_classes = max(2, model.num_classes)
     size = model.input_shape[1]
 
     def arrays(images_dir, masks_dir):
@@ -532,7 +536,7 @@ def train_article(
 
     config = TrainConfig(
         image_size=size,
-        num_classes=model.output_shape[-1],
+        num_classes=model.num_classes,
         epochs=epochs,
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,

@@ -143,7 +143,7 @@ def test_three_classes_train_and_predict_labels_0_1_2(three_class_dir, tmp_path)
     model = pspseg_utils.models.pspnet.vgg_pspnet(
         n_classes=3, input_height=SIZE, input_width=SIZE, backbone_weights=None
     )
-    assert model.n_classes == 3 and model.output_shape[-1] == 3
+    assert model.n_classes == 3 and model.num_classes == 3
     result = model.train(
         train_images=str(three_class_dir / "images"),
         train_annotations=str(three_class_dir / "masks"),

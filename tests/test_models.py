@@ -78,7 +78,9 @@ def _layers_with_owner(model: keras.Model):
             yield from _layers_with_owner(layer)
 
 
-def _build(backbone: str, num_classes: int = 1, output_stride: int = 8) -> PSPNet:
+def _build(
+    backbone: str, num_classes: int = 1, output_stride: int = 8, aux_loss_weight=0.4
+) -> PSPNet:
     keras.utils.set_random_seed(0)
     return PSPNet(
         input_shape=(HEIGHT, WIDTH, 3),
@@ -88,6 +90,7 @@ def _build(backbone: str, num_classes: int = 1, output_stride: int = 8) -> PSPNe
         # At stride 16 a 48-pixel side gives a 3x3 map: too small for the 6x6 bin.
         bins=BINS if output_stride == 8 else (1, 2, 3),
         backbone_weights=None,
+        aux_loss_weight=aux_loss_weight,
     )
 
 
@@ -130,13 +133,14 @@ def test_output_shape_dtype_and_probabilities(models, backbone, num_classes):
     model = models.model(backbone, num_classes)
     outputs = models.outputs(backbone, num_classes)
 
-    assert tuple(model.output.shape) == (None, HEIGHT, WIDTH, num_classes)
+    symbolic = model(keras.Input((HEIGHT, WIDTH, 3)))
+    assert tuple(symbolic.shape) == (None, HEIGHT, WIDTH, num_classes)
     assert outputs.shape == (2, HEIGHT, WIDTH, num_classes)
     assert outputs.dtype == np.float32
     assert np.isfinite(outputs).all()
     assert outputs.min() >= 0.0
     assert outputs.max() <= 1.0
-    activation = model.get_layer("probabilities").get_config()["activation"]
+    activation = model.get_layer("head_probabilities").get_config()["activation"]
     if num_classes == 1:
         assert activation == "sigmoid"
     else:
@@ -153,7 +157,7 @@ def test_output_shape_dtype_and_probabilities(models, backbone, num_classes):
 @pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
 def test_backbone_feature_map_is_input_over_output_stride(models, backbone, output_stride):
     model = models.model(backbone, output_stride=output_stride)
-    features = model.get_layer("backbone").output
+    _, features = model.get_layer("backbone").output
     expected = (None, HEIGHT // output_stride, WIDTH // output_stride, FEATURE_CHANNELS[backbone])
     assert tuple(features.shape) == expected
 
@@ -237,16 +241,18 @@ def test_adam_steps_on_one_batch_lower_the_loss(backbone):
     # A fresh model: training changes weights that the cached models' tests rely on. An eager
     # loop: tracing a train step costs ~40 s on 2 busy cores for MobileNetV2 / ResNet50.
     model = _build(backbone)
+    model.compile(loss=get_loss("bce_dice", num_classes=1))
     images, labels = _images(), _labels(1)
-    loss_fn = get_loss("bce_dice", num_classes=1)
     optimizer = keras.optimizers.Adam(learning_rate=1e-3)
     losses = []
     for step in range(5):
         with tf.GradientTape() as tape:
-            loss = loss_fn(labels, model(images, training=True))
+            # compute_loss, as fit does: the main and the auxiliary head's loss.
+            loss = model.compute_loss(y=labels, y_pred=model(images, training=True))
         gradients = tape.gradient(loss, model.trainable_variables)
         if step == 0:
-            # Every weight is connected to the loss, and the gradients are finite.
+            # Every weight, the auxiliary head's too, is connected to the loss, and the
+            # gradients are finite.
             variables = model.trainable_variables
             missing = [v.path for v, g in zip(variables, gradients, strict=True) if g is None]
             assert missing == []
@@ -256,6 +262,60 @@ def test_adam_steps_on_one_batch_lower_the_loss(backbone):
 
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+# ---------------------------------------------------------------------------------------------
+# The auxiliary head
+# ---------------------------------------------------------------------------------------------
+
+AUXILIARY_CHANNELS = {"vgg16": 512, "resnet50": 1024, "mobilenetv2": 96}
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_auxiliary_head_sits_on_the_stage_before_the_last(models, backbone):
+    model = models.model(backbone)
+    auxiliary_features, _ = model.get_layer("backbone").output
+    expected = (None, HEIGHT // 8, WIDTH // 8, AUXILIARY_CHANNELS[backbone])
+    assert tuple(auxiliary_features.shape) == expected
+    assert model.get_layer("aux_conv").filters == model.head_channels // 2
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_auxiliary_output_only_while_training(backbone):
+    model = _build(backbone)  # fresh: a training-mode call moves the BatchNorm statistics
+    predicted = model.predict(_images(), verbose=0)
+    np.testing.assert_allclose(predicted, _numpy(model(_images(), training=False)), atol=1e-6)
+
+    main, auxiliary = model(_images(), training=True)
+    assert predicted.shape == tuple(main.shape) == tuple(auxiliary.shape) == (2, HEIGHT, WIDTH, 1)
+    assert np.isfinite(_numpy(auxiliary)).all()
+
+
+def test_loss_adds_the_weighted_auxiliary_loss_and_metrics_see_the_main_output(models):
+    model = models.model("vgg16")
+    model.compile(
+        loss=keras.losses.BinaryCrossentropy(), metrics=[keras.metrics.MeanSquaredError()]
+    )
+    y = np.array([[[[1.0]], [[0.0]]]])  # (1, 2, 1, 1): one tumour, one background pixel
+    main = np.array([[[[0.5]], [[0.5]]]])  # BCE: -ln 0.5 = 0.6931 for both pixels
+    auxiliary = np.array([[[[0.25]], [[0.5]]]])  # BCE: (-ln 0.25 - ln 0.5) / 2 = 1.0397
+    loss = model.compute_loss(y=y, y_pred=(main, auxiliary))
+    np.testing.assert_allclose(_numpy(loss), 0.6931 + 0.4 * 1.0397, atol=1e-4)  # = 1.1090
+
+    metrics = model.compute_metrics(None, y, (main, auxiliary))
+    np.testing.assert_allclose(float(metrics["mean_squared_error"]), 0.25)  # main's, not aux's
+
+
+def test_without_auxiliary_head_there_is_one_output_and_no_aux_layers():
+    model = _build("vgg16", aux_loss_weight=None)
+    assert not [layer.name for layer in model.layers if layer.name.startswith("aux")]
+    assert tuple(model(_images(), training=True).shape) == (2, HEIGHT, WIDTH, 1)
+
+
+@pytest.mark.parametrize("weight", [0, -0.4])
+def test_aux_loss_weight_must_be_none_or_positive(weight):
+    with pytest.raises(ValueError, match=rf"aux_loss_weight must be None or > 0, got {weight}"):
+        _build("vgg16", aux_loss_weight=weight)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +413,7 @@ def test_output_stride_must_be_8_16_or_32(output_stride):
 @pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "mobilenetv2"])
 def test_imagenet_weights_offline_fail_fast_with_the_fix(backbone):
     """On this offline machine: a RuntimeError within seconds saying what to pass instead."""
-    prefix = BACKBONES[backbone][2]
+    prefix = BACKBONES[backbone].weights_prefix
     cache = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
     if any(cache.glob(f"{prefix}*")):
         pytest.skip(f"the {backbone} ImageNet weights are cached in {cache}")
@@ -385,8 +445,8 @@ def test_vgg_pspnet_two_classes_warns_offline_and_gives_one_sigmoid_channel(offl
     with pytest.warns(UserWarning, match="random initial weights"):
         model = vgg_pspnet(n_classes=2, input_height=64, input_width=64)
     assert isinstance(model, PSPNet)
-    assert tuple(model.output.shape) == (None, 64, 64, 1)
-    assert model.get_layer("probabilities").get_config()["activation"] == "sigmoid"
+    assert tuple(model(keras.Input((64, 64, 3))).shape) == (None, 64, 64, 1)
+    assert model.get_layer("head_probabilities").get_config()["activation"] == "sigmoid"
     assert model.n_classes == 2
     assert (model.input_height, model.input_width) == (64, 64)
     assert model.model_name == "vgg16_pspnet"
@@ -395,8 +455,8 @@ def test_vgg_pspnet_two_classes_warns_offline_and_gives_one_sigmoid_channel(offl
 def test_vgg_pspnet_three_classes_gives_three_softmax_channels(offline):
     with pytest.warns(UserWarning, match="backbone_weights=None"):
         model = vgg_pspnet(n_classes=3, input_height=64, input_width=64)
-    assert tuple(model.output.shape) == (None, 64, 64, 3)
-    assert model.get_layer("probabilities").get_config()["activation"] == "softmax"
+    assert tuple(model(keras.Input((64, 64, 3))).shape) == (None, 64, 64, 3)
+    assert model.get_layer("head_probabilities").get_config()["activation"] == "softmax"
     assert model.n_classes == 3
 
 

@@ -55,6 +55,8 @@ def test_train_writes_a_complete_run_folder(tiny_kaggle_dir, tiny_records, tmp_p
     assert set().union(*subsets) == {r.patient_id for r in tiny_records}
     config, data_dir = training.load_run_config(tmp_path)
     assert config.epochs == 2 and data_dir == str(tiny_kaggle_dir.resolve())
+    model = keras.saving.load_model(tmp_path / "best.keras", safe_mode=True)
+    assert model.aux_loss_weight == 0.4  # trained with the auxiliary head, by default
     assert _log_epochs(tmp_path) == [0, 1]
     assert np.isfinite(result.history["loss"]).all()
 
@@ -159,7 +161,13 @@ def test_precision_choice_on_cpu(monkeypatch):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("schedule", "step"), ("precision", "float64"), ("epochs", 0), ("learning_rate", -1.0)],
+    [
+        ("schedule", "step"),
+        ("precision", "float64"),
+        ("epochs", 0),
+        ("learning_rate", -1.0),
+        ("aux_loss_weight", -0.4),
+    ],
 )
 def test_bad_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):

@@ -240,6 +240,17 @@ probabilities = model.predict(images.astype("float32"), verbose=0)
 print("input", images.shape, "-> output", probabilities.shape, f"in [{probabilities.min():.3f}, "
       f"{probabilities.max():.3f}] (untrained: everything near 0.5)")"""),
         md("""
+## The auxiliary head
+The paper adds a second, smaller head on the stage before the last (deep supervision): while
+training, its loss, weighted 0.4, joins the main one and gives early layers a shorter path for
+their gradients. At inference the model returns the main output only."""),
+        code("""
+auxiliary_features, _ = model.get_layer("backbone").output
+main, auxiliary = model(images.astype("float32"), training=True)
+print("training:  main", tuple(main.shape), "+ auxiliary", tuple(auxiliary.shape),
+      "from features", tuple(auxiliary_features.shape[1:]))
+print("inference:", tuple(model(images.astype("float32")).shape))"""),
+        md("""
 ## The pooled feature maps
 What each pyramid branch hands to the classifier: the same slice summarised at four scales
 (first channel of each branch, before upsampling)."""),

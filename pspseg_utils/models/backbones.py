@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 
@@ -63,23 +64,37 @@ def _dilate_mobilenetv2(config: dict, output_stride: int) -> None:
             _layer(config, f"block_{block}_depthwise")["dilation_rate"] = (dilation, dilation)
 
 
-BACKBONES: dict[str, tuple[Callable, Callable[[dict, int], None], str, str | None]] = {
-    # name: (Keras Applications factory, dilation editor, cached ImageNet weights file prefix,
-    #        feature layer, None for the last one)
-    "vgg16": (keras.applications.VGG16, _dilate_vgg16, "vgg16_weights_tf_dim_ordering", None),
-    "resnet50": (
+class BackboneSpec(NamedTuple):
+    factory: Callable[..., keras.Model]  # the Keras Applications constructor
+    dilate: Callable[[dict, int], None]  # edits the config for an output stride
+    weights_prefix: str  # name of the cached ImageNet weights file
+    feature_layer: str | None  # the layer feeding the pyramid; None for the last one
+    auxiliary_layer: str  # the stage before the last, where PSPNet's auxiliary head sits
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "vgg16": BackboneSpec(
+        keras.applications.VGG16,
+        _dilate_vgg16,
+        "vgg16_weights_tf_dim_ordering",
+        None,
+        "block4_conv3",
+    ),
+    "resnet50": BackboneSpec(
         keras.applications.ResNet50,
         _dilate_resnet50,
         "resnet50_weights_tf_dim_ordering",
         None,
+        "conv4_block6_out",  # the paper's res4b22 in ResNet101 terms
     ),
     # MobileNetV2's last 1x1 conv (320 -> 1280 channels) serves the ImageNet classifier; like
     # DeepLabV3's MobileNetV2, we stop before it: the pyramid on 1280 channels would cost 4x more.
-    "mobilenetv2": (
+    "mobilenetv2": BackboneSpec(
         keras.applications.MobileNetV2,
         _dilate_mobilenetv2,
         "mobilenet_v2_weights",
         "block_16_project_BN",
+        "block_12_add",
     ),
 }
 
@@ -106,6 +121,7 @@ def build_backbone(
     input_shape: tuple[int, int, int],
     output_stride: int = 8,
     weights: str | None = None,
+    auxiliary: bool = False,
 ) -> keras.Model:
     """A Keras Applications backbone with its last strides replaced by dilation.
 
@@ -114,9 +130,12 @@ def build_backbone(
         input_shape: tuple. (H, W, 3).
         output_stride: int. 8, 16 or 32: the input size divided by the feature map's size.
         weights: None or "imagenet". ImageNet weights are downloaded once by Keras.
+        auxiliary: bool. Also output the stage before the last, for an auxiliary head.
 
     Returns:
-        A functional model named "backbone": (B, H, W, 3) -> (B, H/os, W/os, C).
+        A functional model named "backbone": (B, H, W, 3) -> (B, H/os, W/os, C), or, with
+        `auxiliary=True`, -> [(B, H/os', W/os', C'), (B, H/os, W/os, C)] where os' is the
+        auxiliary stage's stride (8 for vgg16 and mobilenetv2 at output stride 8).
 
     Raises:
         ValueError: unknown name or output stride.
@@ -128,12 +147,12 @@ def build_backbone(
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
     if weights not in (None, "imagenet"):
         raise ValueError(f"backbone_weights must be None or 'imagenet', got {weights!r}")
-    factory, dilate, prefix, feature_layer = BACKBONES[name]
+    spec = BACKBONES[name]
     if weights == "imagenet":
-        _check_weights_reachable(name, prefix)
-    original = factory(include_top=False, weights=weights, input_shape=input_shape)
+        _check_weights_reachable(name, spec.weights_prefix)
+    original = spec.factory(include_top=False, weights=weights, input_shape=input_shape)
     config = copy.deepcopy(original.get_config())
-    dilate(config, output_stride)
+    spec.dilate(config, output_stride)
     for layer in config["layers"]:
         if layer["class_name"] == "BatchNormalization":
             # Keras Applications ship 0.99-0.999: in a short run from scratch the weights move
@@ -142,5 +161,8 @@ def build_backbone(
             layer["config"]["momentum"] = BATCH_NORM_MOMENTUM
     dilated = keras.Model.from_config(config)
     dilated.set_weights(original.get_weights())
-    features = dilated.get_layer(feature_layer).output if feature_layer else dilated.output
+    last = dilated.get_layer(spec.feature_layer) if spec.feature_layer else dilated.layers[-1]
+    features = last.output
+    if auxiliary:
+        features = [dilated.get_layer(spec.auxiliary_layer).output, features]
     return keras.Model(dilated.input, features, name="backbone")

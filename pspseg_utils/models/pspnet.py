@@ -8,6 +8,10 @@ the model class, then thin builders, including the article's `vgg_pspnet`.
          upsample bilinearly, concatenate with the features
       -> 3x3 conv-BN-ReLU -> dropout -> 1x1 conv to classes -> bilinear upsampling to (H, W)
       -> sigmoid (1 class: tumour probability) or softmax (>= 2 classes)
+
+With `aux_loss_weight`, a smaller head on the backbone's second-to-last stage also predicts the
+mask while training, and its loss, weighted, joins the main one (the paper's deep supervision);
+at inference the model returns the main output only.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from pspseg_utils.models.backbones import BACKBONES, BATCH_NORM_MOMENTUM, build_backbone
 from pspseg_utils.models.layers import AdaptiveAveragePooling, SliceStandardization
@@ -65,6 +69,17 @@ def conv_bn_relu(x, filters: int, kernel_size: int, *, name: str):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def segmentation_head(x, num_classes: int, *, channels: int, dropout_rate: float, size, name: str):
+    """3x3 conv-BN-ReLU -> dropout -> 1x1 conv to classes -> bilinear resize to `size` -> float32
+    sigmoid (1 class) or softmax: (B, h, w, C) -> (B, *size, num_classes) probabilities."""
+    x = conv_bn_relu(x, channels, 3, name=name)
+    x = layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
+    x = layers.Conv2D(num_classes, 1, name=f"{name}_classifier")(x)
+    x = layers.Resizing(*size, interpolation="bilinear", name=f"{name}_upsample")(x)
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    return layers.Activation(activation, dtype="float32", name=f"{name}_probabilities")(x)
+
+
 def pyramid_pooling_module(
     features,
     *,
@@ -106,8 +121,11 @@ class PSPNet(keras.Model):
         backbone_weights: None or "imagenet". Only used to initialise; never saved in the config.
         head_channels: int. Channels of the 3x3 conv after the pyramid.
         dropout_rate: float. Dropout before the classifier.
+        aux_loss_weight: None or float > 0. Adds the auxiliary head, trained with this weight
+            times the compiled loss (the paper uses 0.4); it never changes predictions.
 
-    Outputs float32 probabilities (B, H, W, num_classes), also under mixed precision. The
+    Outputs float32 probabilities (B, H, W, num_classes), also under mixed precision; called
+    with `training=True` and an auxiliary head, a tuple (main, auxiliary) of two such. The
     article's attributes (`n_classes`, `input_height`, ...) and methods (`train`,
     `predict_segmentation`) are kept, and survive saving, since the class is registered.
     """
@@ -122,6 +140,7 @@ class PSPNet(keras.Model):
         backbone_weights: str | None = None,
         head_channels: int = 256,
         dropout_rate: float = 0.1,
+        aux_loss_weight: float | None = None,
         **kwargs,
     ):
         if backbone not in BACKBONES:
@@ -130,6 +149,8 @@ class PSPNet(keras.Model):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+        if aux_loss_weight is not None and not aux_loss_weight > 0:
+            raise ValueError(f"aux_loss_weight must be None or > 0, got {aux_loss_weight!r}")
         bins = tuple(int(b) for b in bins)
         input_shape = tuple(int(n) for n in input_shape)
         check_input_shape(input_shape, output_stride=output_stride, bins=bins)
@@ -138,17 +159,22 @@ class PSPNet(keras.Model):
         inputs = keras.Input(input_shape, name="image")
         x = SliceStandardization(name="standardize")(inputs)
         features = build_backbone(
-            backbone, input_shape=input_shape, output_stride=output_stride, weights=backbone_weights
+            backbone,
+            input_shape=input_shape,
+            output_stride=output_stride,
+            weights=backbone_weights,
+            auxiliary=aux_loss_weight is not None,
         )(x)
+        if aux_loss_weight is not None:
+            auxiliary_features, features = features
         x = pyramid_pooling_module(features, bins=bins)
-        x = conv_bn_relu(x, head_channels, 3, name="head")
-        x = layers.Dropout(dropout_rate, name="head_dropout")(x)
-        x = layers.Conv2D(num_classes, 1, name="classifier")(x)
-        x = layers.Resizing(
-            input_shape[0], input_shape[1], interpolation="bilinear", name="upsample"
-        )(x)
-        activation = "sigmoid" if num_classes == 1 else "softmax"
-        outputs = layers.Activation(activation, dtype="float32", name="probabilities")(x)
+        head = dict(dropout_rate=dropout_rate, size=input_shape[:2])
+        outputs = segmentation_head(x, num_classes, channels=head_channels, name="head", **head)
+        if aux_loss_weight is not None:
+            auxiliary = segmentation_head(
+                auxiliary_features, num_classes, channels=head_channels // 2, name="aux", **head
+            )
+            outputs = [outputs, auxiliary]
         kwargs.setdefault("name", f"{backbone}_pspnet")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -160,6 +186,31 @@ class PSPNet(keras.Model):
         self.bins = bins
         self.head_channels = head_channels
         self.dropout_rate = dropout_rate
+        self.aux_loss_weight = aux_loss_weight
+
+    # === The auxiliary head: an extra output and loss while training, nothing otherwise ===
+    def _outputs_for(self, outputs, training):
+        if self.aux_loss_weight is None:
+            return outputs
+        return tuple(outputs) if training else outputs[0]
+
+    def call(self, inputs, training=None, mask=None):
+        return self._outputs_for(super().call(inputs, training=training, mask=mask), training)
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        return self._outputs_for(super().compute_output_spec(inputs), training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, tuple):
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        main, auxiliary = y_pred
+        loss = super().compute_loss(x, y, main, sample_weight, training=training)
+        auxiliary_loss = ops.mean(keras.losses.get(self.loss)(y, auxiliary))
+        return loss + self.aux_loss_weight * auxiliary_loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        main = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+        return super().compute_metrics(x, y, main, sample_weight)
 
     # The article's attribute names.
     @property
@@ -193,6 +244,7 @@ class PSPNet(keras.Model):
             "backbone_weights": None,  # the weights travel in the saved file
             "head_channels": self.head_channels,
             "dropout_rate": self.dropout_rate,
+            "aux_loss_weight": self.aux_loss_weight,
         }
 
     # The article's methods; imported when called, since training sits above models.
@@ -219,6 +271,7 @@ def build_pspnet(
     backbone_weights: str | None = "imagenet",
     head_channels: int = 256,
     dropout_rate: float = 0.1,
+    aux_loss_weight: float | None = 0.4,
 ) -> PSPNet:
     """Build a PSPNet; see `PSPNet` for the arguments.
 
@@ -237,6 +290,7 @@ def build_pspnet(
         backbone_weights=backbone_weights,
         head_channels=head_channels,
         dropout_rate=dropout_rate,
+        aux_loss_weight=aux_loss_weight,
     )
 
 
