@@ -128,3 +128,9 @@ def test_python_dash_m_help():
     assert result.stdout.startswith("usage: pspseg")
     for command in ("synth", "check", "prepare"):
         assert command in result.stdout
+
+
+def test_backbone_choices_are_the_models_backbones():
+    from pspseg_utils.models import BACKBONES
+
+    assert list(BACKBONES) == cli.BACKBONE_NAMES

@@ -280,6 +280,14 @@ def test_auxiliary_head_sits_on_the_stage_before_the_last(models, backbone):
     assert model.get_layer("aux_conv").filters == model.head_channels // 2
 
 
+@pytest.mark.parametrize(("backbone", "features", "auxiliary"), [("mobilenetv2_050", 160, 48)])
+def test_narrow_mobilenetv2_has_fewer_channels(backbone, features, auxiliary):
+    model = _build(backbone)
+    shapes = [tuple(x.shape) for x in model.get_layer("backbone").output]
+    assert shapes == [(None, HEIGHT // 8, WIDTH // 8, n) for n in (auxiliary, features)]
+    assert model.count_params() < 0.4 * _build("mobilenetv2").count_params()
+
+
 @pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
 def test_auxiliary_output_only_while_training(backbone):
     model = _build(backbone)  # fresh: a training-mode call moves the BatchNorm statistics
@@ -390,7 +398,10 @@ def test_unknown_backbone_lists_the_valid_ones():
         build_pspnet((HEIGHT, WIDTH, 3), backbone="resnet18", backbone_weights=None)
     for name in ("vgg16", "resnet50", "mobilenetv2"):
         assert repr(name) in str(error.value)
-    assert set(BACKBONES) == {"vgg16", "resnet50", "mobilenetv2"}
+    assert set(BACKBONES) == {"vgg16", "resnet50", "mobilenetv2"} | {
+        "mobilenetv2_050",
+        "mobilenetv2_035",
+    }
 
 
 @pytest.mark.parametrize("num_classes", [0, -1, 2.0, "3"])
@@ -410,7 +421,7 @@ def test_output_stride_must_be_8_16_or_32(output_stride):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "mobilenetv2"])
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050"])
 def test_imagenet_weights_offline_fail_fast_with_the_fix(backbone):
     """On this offline machine: a RuntimeError within seconds saying what to pass instead."""
     prefix = BACKBONES[backbone].weights_prefix
