@@ -2,6 +2,8 @@
 
     python benchmarks/throughput.py                 # the CPU set (under 10 minutes on 2 cores)
     python benchmarks/throughput.py --what train --backbone vgg16 --image-size 384 --batch 2
+    python benchmarks/throughput.py --what train --backbone vgg16 --image-size 256 --batch 16 \
+        --cached                                    # one cached batch: is the input the limit?
     KERAS_BACKEND=jax python benchmarks/throughput.py --set gpu   # on a GPU machine
 
 Training is timed in steady state: the first steps (tracing, compilation) are run and dropped,
@@ -25,23 +27,33 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pspseg_utils.losses import get_loss  # noqa: E402
-from pspseg_utils.models import build_pspnet  # noqa: E402
+from pspseg_utils.models import BACKBONES, build_pspnet  # noqa: E402
 
+# (what, backbone, image size, batch). "pipeline" times the tf.data input alone.
 CPU_SET = [
-    # (what, backbone, image size, batch): the targets of issue 6, then the other backbones.
+    ("pipeline", None, 128, 16),
+    # The targets of issue 6 first: VGG16 at the article's size, MobileNetV2 for laptops.
     ("train", "vgg16", 384, 2),
     ("train", "mobilenetv2", 128, 16),
-    ("train", "resnet50", 128, 8),
+    ("train", "mobilenetv2_050", 128, 16),
+    ("train", "mobilenetv2_035", 128, 16),
     ("train", "vgg16", 128, 8),
-    ("infer", "mobilenetv2", 256, 1),
+    ("train", "vgg16", 256, 4),
+    ("train", "resnet50", 128, 8),
+    ("train", "resnet50", 256, 4),
+    ("train", "mobilenetv2", 256, 8),
+    ("train", "mobilenetv2", 384, 4),
+    ("infer", "vgg16", 384, 1),
     ("infer", "vgg16", 256, 1),
     ("infer", "resnet50", 256, 1),
+    ("infer", "mobilenetv2", 256, 1),
+    ("infer", "mobilenetv2", 256, 16),
 ]
 GPU_SET = [
     ("train", backbone, size, 16)
     for backbone in ("vgg16", "resnet50", "mobilenetv2")
     for size in (128, 256, 384)
-] + [("infer", b, 256, 1) for b in ("vgg16", "resnet50", "mobilenetv2")]
+] + [("infer", b, 256, n) for b in ("vgg16", "resnet50", "mobilenetv2") for n in (1, 16)]
 
 
 def _device() -> str:
@@ -78,8 +90,9 @@ def _peak_device_mb() -> float | None:
 
 def _model(backbone: str, size: int, precision: str):
     keras.config.set_dtype_policy(precision)
+    head_channels = 128 if backbone.startswith("mobilenetv2") else 256  # as the recipes
     return build_pspnet((size, size, 3), 1, backbone=backbone, backbone_weights=None,
-                        head_channels=256 if backbone != "mobilenetv2" else 128)  # fmt: skip
+                        head_channels=head_channels)  # fmt: skip
 
 
 def _random_slices(count: int, size: int, seed: int = 0):
@@ -98,12 +111,29 @@ class _StepTimer(keras.callbacks.Callback):
         self.ends.append(time.perf_counter())
 
 
-def measure_training(backbone, size, batch, *, precision, jit_compile, warmup, steps) -> dict:
+def measure_pipeline(backbone, size, batch, *, steps, **_) -> dict:
+    """The tf.data input alone (augmentation on), on random slices; no model."""
+    from data_pipeline import time_pipeline
+
+    images, masks = _random_slices(8 * batch, size)
+    timing = time_pipeline(images, masks, batch_size=batch, batches=10 * steps)
+    return {"img_per_s": timing["img_per_s"], "ms_per_step": timing["ms_per_batch"]}
+
+
+def measure_training(
+    backbone, size, batch, *, precision, jit_compile, warmup, steps, cached=False
+) -> dict:
     model = _model(backbone, size, precision)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=get_loss("bce_dice", num_classes=1),
                   jit_compile=jit_compile)  # fmt: skip
     images, masks = _random_slices(max(4 * batch, 32), size)
-    if keras.backend.backend() == "tensorflow":
+    if cached and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # One batch kept in memory: the step time with no input work, to compare against.
+        one = (images[:batch].astype("float32"), masks[:batch, ..., None].astype("float32"))
+        fit_input = dict(x=tf.data.Dataset.from_tensors(one).repeat())
+    elif keras.backend.backend() == "tensorflow":
         from pspseg_utils import data
 
         stream = data.make_dataset(images, masks, batch_size=batch, augment=True, shuffle=True,
@@ -120,7 +150,7 @@ def measure_training(backbone, size, batch, *, precision, jit_compile, warmup, s
     return {"img_per_s": steps * batch / seconds, "ms_per_step": 1000 * seconds / steps}
 
 
-def measure_inference(backbone, size, batch, *, precision, jit_compile, warmup, steps) -> dict:
+def measure_inference(backbone, size, batch, *, precision, warmup, steps, **_) -> dict:
     model = _model(backbone, size, precision)
     images = _random_slices(batch, size)[0].astype("float32")
     for _ in range(warmup):
@@ -132,13 +162,16 @@ def measure_inference(backbone, size, batch, *, precision, jit_compile, warmup, 
     return {"img_per_s": batch / seconds, "ms_per_step": 1000 * seconds}
 
 
+MEASURES = {"pipeline": measure_pipeline, "train": measure_training, "infer": measure_inference}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--set", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--what", choices=["train", "infer"])
-    parser.add_argument("--backbone", choices=["vgg16", "resnet50", "mobilenetv2"])
+    parser.add_argument("--what", choices=list(MEASURES))
+    parser.add_argument("--backbone", choices=list(BACKBONES))
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--batch", type=int)
     parser.add_argument(
@@ -147,6 +180,12 @@ def main() -> None:
         help="auto (bfloat16 where the CPU/GPU has it), float32, mixed_float16, ...",
     )
     parser.add_argument("--xla", action="store_true", help="jit_compile=True (on GPUs)")
+    parser.add_argument(
+        "--cached",
+        action="store_true",
+        help="train on one cached batch instead of the pipeline: equal step times mean the "
+        "input is not the bottleneck",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
@@ -163,11 +202,12 @@ def main() -> None:
         precision = "mixed_bfloat16"
     device = _device()
     for what, backbone, size, batch in plan:
-        measure = measure_training if what == "train" else measure_inference
-        result = measure(backbone, size, batch, precision=precision, jit_compile=args.xla,
-                         warmup=args.warmup, steps=args.steps)  # fmt: skip
+        result = MEASURES[what](backbone, size, batch, precision=precision, jit_compile=args.xla,
+                                warmup=args.warmup, steps=args.steps,
+                                cached=args.cached)  # fmt: skip
         print(json.dumps({
             "what": what, "backbone": backbone, "image_size": size, "batch": batch,
+            "input": "cached" if args.cached else "pipeline",
             "precision": precision, "xla": args.xla, "device": device,
             "backend": keras.backend.backend(),
             **{k: round(v, 2) for k, v in result.items()},

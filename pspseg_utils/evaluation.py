@@ -14,7 +14,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
 
 from pspseg_utils import data, inference
 from pspseg_utils.metrics import confusion_counts, hausdorff_distance_95, scores_from_counts
@@ -90,30 +89,24 @@ def evaluate(
     """
     if not records:
         raise ValueError("evaluate got no slices; check the data folder and the split")
-    rows = []
-    bar = tqdm(total=len(records), desc="Evaluating", unit="slice", disable=not progress)
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        images = [data.read_image(r.image_path) for r in chunk]
-        truths = [data.read_mask(r.mask_path) for r in chunk]
-        predictions = inference.predict(
-            model,
-            images,
-            threshold=threshold,
-            tta=tta,
-            keep_largest=keep_largest,
-            batch_size=batch_size,
-        )
-        for record, truth, prediction in zip(chunk, truths, predictions, strict=True):
-            rows.append(
-                {
-                    "patient": record.patient_id,
-                    "slice": record.slice_index,
-                    **score_slice(truth, prediction),
-                }
-            )
-        bar.update(len(chunk))
-    bar.close()
+    predictions = inference.iter_predictions(
+        model,
+        [r.image_path for r in records],
+        threshold=threshold,
+        tta=tta,
+        keep_largest=keep_largest,
+        batch_size=batch_size,
+        progress=progress,
+        desc="Evaluating",
+    )
+    rows = [
+        {
+            "patient": record.patient_id,
+            "slice": record.slice_index,
+            **score_slice(data.read_mask(record.mask_path), prediction),
+        }
+        for record, (_, _, prediction) in zip(records, predictions, strict=True)
+    ]
 
     by_patient: dict[str, list[dict]] = {}
     for row in rows:

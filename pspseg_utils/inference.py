@@ -23,6 +23,8 @@ __all__ = [
     "predict_probabilities",
     "largest_component",
     "overlay",
+    "iter_predictions",
+    "predict_files",
     "predict_dir",
 ]
 
@@ -174,75 +176,62 @@ def overlay(
     return shown
 
 
-def predict_dir(
+def iter_predictions(
     model: keras.Model,
-    in_dir: str | Path,
-    out_dir: str | Path,
+    paths: Sequence[str | Path],
     *,
     threshold: float = 0.5,
     tta: bool = False,
     keep_largest: bool = False,
     batch_size: int = 8,
     progress: bool = True,
+    desc: str = "Predicting",
+):
+    """Yield (path, image, mask) for each image file, in order: `predict` on `batch_size` files
+    at a time, so memory stays flat over a whole dataset, with a progress bar."""
+    with tqdm(total=len(paths), desc=desc, unit="image", disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = [Path(p) for p in paths[start : start + batch_size]]
+            images = [data.read_image(p) for p in chunk]
+            masks = predict(
+                model,
+                images,
+                threshold=threshold,
+                tta=tta,
+                keep_largest=keep_largest,
+                batch_size=batch_size,
+            )
+            yield from zip(chunk, images, masks, strict=True)
+            bar.update(len(chunk))
+
+
+def predict_files(
+    model: keras.Model, files: Sequence[str | Path], out_dir: str | Path, **options
 ) -> list[Path]:
-    """Predict every image in `in_dir` (PNG/TIFF/JPEG, skipping `*_mask.*` files), writing
-    `out_dir/masks/<stem>.png` (labels 0/1, the article's format) and
-    `out_dir/overlays/<stem>.png`.
+    """Predict each image file, writing `out_dir/masks/<stem>.png` (labels 0/1, the article's
+    format) and `out_dir/overlays/<stem>.png`. `options` are those of `iter_predictions`
+    (threshold, tta, keep_largest, batch_size, progress).
 
     Returns:
         The written mask paths.
     """
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
-    files = data.find_images(in_dir)
-    if not files:
-        raise FileNotFoundError(f"{in_dir}: no images (.png, .tif, .jpg) to predict")
-    return predict_files(
-        model,
-        files,
-        out_dir,
-        threshold=threshold,
-        tta=tta,
-        keep_largest=keep_largest,
-        batch_size=batch_size,
-        progress=progress,
-    )
-
-
-def predict_files(
-    model: keras.Model,
-    files: Sequence[Path],
-    out_dir: str | Path,
-    *,
-    threshold: float = 0.5,
-    tta: bool = False,
-    keep_largest: bool = False,
-    batch_size: int = 8,
-    progress: bool = True,
-) -> list[Path]:
-    """As `predict_dir`, for a list of image files."""
     out_dir = Path(out_dir)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     written = []
-    bar = tqdm(total=len(files), desc="Predicting", unit="image", disable=not progress)
-    for start in range(0, len(files), batch_size):
-        chunk = [Path(f) for f in files[start : start + batch_size]]
-        images = [data.read_image(f) for f in chunk]
-        masks = predict(
-            model,
-            images,
-            threshold=threshold,
-            tta=tta,
-            keep_largest=keep_largest,
-            batch_size=batch_size,
-        )
-        for path, image, mask in zip(chunk, images, masks, strict=True):
-            target = out_dir / "masks" / f"{path.stem}.png"
-            cv2.imwrite(str(target), mask)
-            cv2.imwrite(
-                str(out_dir / "overlays" / f"{path.stem}.png"), overlay(image, mask)[..., ::-1]
-            )
-            written.append(target)
-        bar.update(len(chunk))
-    bar.close()
+    for path, image, mask in iter_predictions(model, files, **options):
+        target = out_dir / "masks" / f"{path.stem}.png"
+        cv2.imwrite(str(target), mask)
+        cv2.imwrite(str(out_dir / "overlays" / f"{path.stem}.png"), overlay(image, mask)[..., ::-1])
+        written.append(target)
     return written
+
+
+def predict_dir(
+    model: keras.Model, in_dir: str | Path, out_dir: str | Path, **options
+) -> list[Path]:
+    """`predict_files` on every image in `in_dir` (PNG/TIFF/JPEG, skipping `*_mask.*` files)."""
+    files = data.find_images(in_dir)
+    if not files:
+        raise FileNotFoundError(f"{in_dir}: no images (.png, .tif, .jpg) to predict")
+    return predict_files(model, files, out_dir, **options)
