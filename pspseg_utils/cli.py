@@ -265,8 +265,8 @@ last.keras, best.keras (best validation Dice), log.csv, config.json and split.js
 Running the same command again resumes after the last finished epoch.
 
 Unset options keep the recipe's defaults:
-  without a GPU (the CPU recipe): mobilenetv2, 128 px, 14 epochs, batch 16, lr 0.002,
-      bfloat16 where the CPU has it, about 25 minutes on 2 cores for 40 patients;
+  without a GPU (the CPU recipe): mobilenetv2_050, 128 px, 28 epochs, batch 16, lr 0.002,
+      bfloat16 where the CPU has it, about 23 minutes on 2 cores for 40 patients;
   with a GPU: vgg16 with ImageNet weights, 256 px, 60 epochs, batch 16, mixed precision.
 Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss plus 0.4 x the loss of
 an auxiliary head (training only), augmentation, 15% of patients for validation and 15% held

@@ -31,7 +31,7 @@ REPO_URL = "https://github.com/pspseg/pspseg"
 # quick: seconds, for tests (PSPSEG_QUICK=1); cpu: a laptop, minutes; gpu: real data, full size.
 PROFILES: dict[str, dict] = {
     "quick": dict(
-        backbone="mobilenetv2",
+        backbone="mobilenetv2_050",
         image_size=64,
         epochs=2,
         batch_size=4,
@@ -40,7 +40,7 @@ PROFILES: dict[str, dict] = {
         run_eagerly=True,
     ),  # fmt: skip
     "cpu": dict(
-        backbone="mobilenetv2", image_size=128, epochs=10, batch_size=16, time_budget_minutes=6
+        backbone="mobilenetv2_050", image_size=128, epochs=10, batch_size=16, time_budget_minutes=6
     ),  # fmt: skip
     "gpu": dict(
         backbone="vgg16",

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pspseg_utils import training
+from pspseg_utils.models import PSPNet
 from pspseg_utils.training import TrainConfig
 
 TINY = dict(
@@ -181,3 +182,21 @@ def test_oversampling_adds_tumour_slices_only():
     # 2 tumour slices x factor 1 = 2 extra copies, each with tumour
     assert len(more_images) == len(more_masks) == 6
     assert more_masks[4:].reshape(2, -1).any(axis=1).all()
+
+
+def test_run_folder_from_before_the_auxiliary_head_resumes_without_one(tmp_path):
+    saved = {"config": {"epochs": 3}, "data_dir": "data"}  # no aux_loss_weight recorded
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config, _ = training.load_run_config(tmp_path)
+    assert config.aux_loss_weight == 0.0
+
+
+def test_resuming_from_another_network_says_what_to_do(tmp_path):
+    small = dict(input_shape=(48, 48, 3), backbone="mobilenetv2_035", head_channels=8)
+    without_aux = PSPNet(**small)
+    without_aux.compile(optimizer="adam", loss="binary_crossentropy")
+    without_aux.save(tmp_path / "last.keras")
+    with_aux = PSPNet(**small, aux_loss_weight=0.4)
+    with_aux.compile(optimizer="adam", loss="binary_crossentropy")
+    with pytest.raises(ValueError, match=r"last\.keras holds a different network.*--no-resume"):
+        training.restore_checkpoint(with_aux, tmp_path / "last.keras")

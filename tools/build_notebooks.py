@@ -212,19 +212,21 @@ A 3x3 convolution at stride 8 sees a few dozen pixels. The 1x1 bin sees the whol
 network can tell "bright region inside the brain, one hemisphere" from "bright scalp edge"."""),
         md("""
 ## Three backbones: size and speed
-VGG16 is the article's, ResNet50 the paper's, MobileNetV2 the one for laptops."""),
+VGG16 is the article's, ResNet50 the paper's, MobileNetV2 the one for laptops, and MobileNetV2
+at half width (`mobilenetv2_050`) the CPU recipe's, which trains twice as fast again on a CPU
+(the README's Performance section has the measured table)."""),
         code("""
 import time
 
 size = CONFIG.image_size
 batch = np.zeros((1, size, size, 3), np.float32)
-for name in ("vgg16", "resnet50", "mobilenetv2"):
+for name in ("vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050"):
     model = ps.models.build_pspnet((size, size, 3), 1, backbone=name, backbone_weights=None)
     model.predict(batch, verbose=0)  # build and trace once
     start = time.perf_counter()
     model.predict(batch, verbose=0)
     milliseconds = (time.perf_counter() - start) * 1000
-    print(f"{name:>12}: {model.count_params() / 1e6:5.1f} M parameters, {milliseconds:6.0f} ms "
+    print(f"{name:>15}: {model.count_params() / 1e6:5.1f} M parameters, {milliseconds:6.0f} ms "
           f"per {size}x{size} slice")"""),
         md("""
 ## A forward pass on a slice
@@ -324,8 +326,10 @@ after one epoch, as a Colab disconnect would; calling `train` again resumes afte
 finished epoch, with the same learning-rate plan."""),
         code("""
 import dataclasses
+import shutil
 from pspseg_utils import training
 
+shutil.rmtree(RUN_DIR, ignore_errors=True)  # this lesson trains from scratch, every time
 print("precision:", training.choose_precision(CONFIG.precision))
 interrupted = dataclasses.replace(CONFIG, time_budget_minutes=0.01)  # stops after one epoch
 first = training.train(DATA_DIR, RUN_DIR, interrupted, progress=False)

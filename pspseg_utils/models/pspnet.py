@@ -205,6 +205,8 @@ class PSPNet(keras.Model):
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
         main, auxiliary = y_pred
         loss = super().compute_loss(x, y, main, sample_weight, training=training)
+        # The compiled loss, applied to the auxiliary output too (mean: a loss given as a
+        # function returns one value per image).
         auxiliary_loss = ops.mean(keras.losses.get(self.loss)(y, auxiliary))
         return loss + self.aux_loss_weight * auxiliary_loss
 
