@@ -355,6 +355,7 @@ the `images/` + `masks/` PNG layout, which `data.prepare` writes from the Kaggle
 article_dir = ROOT / "runs" / f"article-{PROFILE}"
 if not (article_dir / "images").exists():
     data.prepare(DATA_DIR, article_dir, progress=False)
+shutil.rmtree(article_dir / "ckpts", ignore_errors=True)  # a fresh run each time, as above
 
 import pspseg_utils as ks  # was: import keras_segmentation as ks
 
