@@ -201,13 +201,18 @@ def main() -> None:
     elif precision == "auto":  # the GPU check on JAX: Hopper and Ampere have bfloat16
         precision = "mixed_bfloat16"
     device = _device()
+    # What training was fed: only TensorFlow runs the tf.data pipeline or the cached batch.
+    if keras.backend.backend() != "tensorflow":
+        input_kind = "numpy"
+    else:
+        input_kind = "cached" if args.cached else "pipeline"
     for what, backbone, size, batch in plan:
         result = MEASURES[what](backbone, size, batch, precision=precision, jit_compile=args.xla,
                                 warmup=args.warmup, steps=args.steps,
                                 cached=args.cached)  # fmt: skip
         print(json.dumps({
             "what": what, "backbone": backbone, "image_size": size, "batch": batch,
-            "input": "cached" if args.cached else "pipeline",
+            "input": input_kind,
             "precision": precision, "xla": args.xla, "device": device,
             "backend": keras.backend.backend(),
             **{k: round(v, 2) for k, v in result.items()},

@@ -211,7 +211,7 @@ print(ps.models.layers.adaptive_pooling_matrix(4, 3))"""),
 A 3x3 convolution at stride 8 sees a few dozen pixels. The 1x1 bin sees the whole slice: the
 network can tell "bright region inside the brain, one hemisphere" from "bright scalp edge"."""),
         md("""
-## Three backbones: size and speed
+## The backbones: size and speed
 VGG16 is the article's, ResNet50 the paper's, MobileNetV2 the one for laptops, and MobileNetV2
 at half width (`mobilenetv2_050`) the CPU recipe's, which trains twice as fast again on a CPU
 (the README's Performance section has the measured table)."""),
