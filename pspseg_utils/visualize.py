@@ -3,7 +3,9 @@ and labelled. Each function draws one figure and returns it (matplotlib `Figure`
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -151,39 +153,69 @@ def plot_patient_scores(patients: Sequence[dict], *, title: str = "Per-patient r
     return figure
 
 
+def _png(figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed, so nothing else draws it again."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
 def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
-    """An ipywidgets browser over patients and slices (scan, mask, and a prediction if `predict`
-    maps an image to a mask). Without ipywidgets, or outside a notebook, it draws the first
-    tumour slice statically."""
+    """Browse patients and slices: scan and mask, and the prediction if `predict` maps an
+    (H, W, 3) image to a mask. It opens on the first patient's middle tumour slice.
+
+    In a notebook it shows a patient menu and a slice slider above the figure; where widgets do
+    not render (GitHub, a notebook saved without widget state) the opening figure shows instead.
+    Outside IPython it draws that figure with matplotlib. Displays; returns nothing.
+    """
+    if not records:
+        raise ValueError("slice_browser needs at least one slice record, got none")
     by_patient: dict[str, list[data.SliceRecord]] = {}
     for record in records:
         by_patient.setdefault(record.patient_id, []).append(record)
 
-    def draw(patient: str, position: int):
+    def figure(patient: str, position: int):
         chosen = by_patient[patient][min(position, len(by_patient[patient]) - 1)]
         image, truth = data.read_image(chosen.image_path), data.read_mask(chosen.mask_path)
         title = f"{patient}, slice {chosen.slice_index}"
         if predict is None:
-            show_channels(image, truth, title=title)
-        else:
-            show_prediction(image, truth, predict(image), title=title)
-        plt.show()
+            return show_channels(image, truth, title=title)
+        return show_prediction(image, truth, predict(image), title=title)
 
+    first_patient = sorted(by_patient)[0]
+    tumour_positions = [i for i, r in enumerate(by_patient[first_patient]) if r.has_tumour]
+    first_position = (
+        tumour_positions[len(tumour_positions) // 2]
+        if tumour_positions
+        else len(by_patient[first_patient]) // 2
+    )
     try:
         import ipywidgets as widgets
         from IPython import get_ipython
+        from IPython.display import display
 
-        if get_ipython() is None:
-            raise ImportError("not in IPython")
+        in_notebook = get_ipython() is not None
     except ImportError:
-        first = next((r for r in records if r.has_tumour), records[0])
-        draw(first.patient_id, by_patient[first.patient_id].index(first))
-        return None
-    longest = max(len(v) for v in by_patient.values())
-    widgets.interact(
-        draw,
-        patient=widgets.Dropdown(options=sorted(by_patient), description="patient"),
-        position=widgets.IntSlider(
-            min=0, max=longest - 1, value=longest // 2, description="slice"
-        ),  # fmt: skip
-    )
+        in_notebook = False
+    if not in_notebook:
+        figure(first_patient, first_position)
+        plt.show()
+        return
+    # One Image widget redrawn on each change, rather than ipywidgets.interact: interact's Output
+    # widget makes `jupyter nbconvert --execute` hang now and then (jupyter/nbconvert#2029).
+    patient = widgets.Dropdown(options=sorted(by_patient), value=first_patient,
+                               description="patient")  # fmt: skip
+    position = widgets.IntSlider(min=0, max=max(len(v) for v in by_patient.values()) - 1,
+                                 value=first_position, description="slice")  # fmt: skip
+    picture = widgets.Image(format="png", value=_png(figure(first_patient, first_position)))
+
+    def redraw(_change=None):
+        picture.value = _png(figure(patient.value, position.value))
+
+    patient.observe(redraw, "value")
+    position.observe(redraw, "value")
+    browser = widgets.VBox([widgets.HBox([patient, position]), picture])
+    # The opening figure as the PNG fallback of the widget's display, for static renderers.
+    fallback = base64.b64encode(picture.value).decode("ascii")
+    display({**browser._repr_mimebundle_(), "image/png": fallback}, raw=True)
