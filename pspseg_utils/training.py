@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import keras
@@ -67,6 +67,8 @@ class TrainConfig:
     learning_rate: float = 2e-3
     schedule: str = "poly"
     weight_decay: float = 1e-4
+    ema_momentum: float | None = None  # validate and keep best.keras with averaged weights
+    precise_bn_batches: int = 0  # re-estimate BatchNorm statistics on this many batches
     loss: str = "bce_dice"
     augment: bool = True
     tumour_oversampling: float = 0.5
@@ -95,6 +97,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.aux_loss_weight < 0:
             raise ValueError(f"aux_loss_weight must be >= 0, got {self.aux_loss_weight!r}")
+        if self.ema_momentum is not None and not 0 < self.ema_momentum < 1:
+            raise ValueError(f"ema_momentum must be None or in (0, 1), got {self.ema_momentum!r}")
+        if self.precise_bn_batches < 0:
+            raise ValueError(f"precise_bn_batches must be >= 0, got {self.precise_bn_batches!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
@@ -195,7 +201,10 @@ def _schedule(config: TrainConfig, total_steps: int):
 def compile_model(model: keras.Model, config: TrainConfig, *, total_steps: int) -> keras.Model:
     """Compile with AdamW on the schedule, the configured loss, and Dice / IoU metrics."""
     optimizer = keras.optimizers.AdamW(
-        learning_rate=_schedule(config, total_steps), weight_decay=config.weight_decay
+        learning_rate=_schedule(config, total_steps),
+        weight_decay=config.weight_decay,
+        use_ema=config.ema_momentum is not None,
+        ema_momentum=config.ema_momentum or 0.99,
     )
     model.compile(
         optimizer=optimizer,
@@ -247,11 +256,23 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     Keras' ModelCheckpoint writes in place and BackupAndRestore keeps no optimizer state in a
     loadable model file; this callback does both atomically.
+
+
+    With `averaged_best`, best.keras holds the optimizer's moving average of the weights (what
+    SwapEMAWeights validated), while last.keras keeps the raw weights, to resume from.
     """
 
-    def __init__(self, run_dir: Path, *, monitor: str = "val_dice", best: float = -math.inf):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        monitor: str = "val_dice",
+        best: float = -math.inf,
+        averaged_best: bool = False,
+    ):
         super().__init__()
         self.run_dir, self.monitor, self.best = Path(run_dir), monitor, best
+        self.averaged_best = averaged_best
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -259,7 +280,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         score = logs.get(self.monitor, logs.get(self.monitor.removeprefix("val_")))
         if score is not None and float(score) > self.best:
             self.best = float(score)
+            variables = self.model.trainable_variables
+            raw = [keras.ops.copy(v.value) for v in variables] if self.averaged_best else []
+            if self.averaged_best:
+                self.model.optimizer.finalize_variable_values(variables)
             save_atomically(self.model, self.run_dir / "best.keras")
+            for variable, value in zip(variables, raw, strict=False):
+                variable.assign(value)
             _write_json_atomically(
                 self.run_dir / "best.json", {"epoch": epoch + 1, self.monitor: self.best}
             )
@@ -284,6 +311,40 @@ class TimeBudget(keras.callbacks.Callback):
         if now - self.start + (now - self.epoch_start) > self.seconds:
             self.model.stop_training = True
             self.stopped = True
+
+
+def _batch_norm_layers(layer: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [layer]
+    return [found for inner in getattr(layer, "layers", ()) for found in _batch_norm_layers(inner)]
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Before each validation, set every BatchNormalization's moving statistics to the average of
+    its batch statistics over `batches` training batches, under the weights being validated.
+
+    "Precise BN" (Wu & Johnson 2021): moving averages with momentum 0.9 remember ~10 batches of
+    weights that kept moving; Keras has no such re-estimation. `batches_for_epoch(epoch)` gives
+    the image batches, the same ones for an epoch whether or not the run was resumed.
+    """
+
+    def __init__(self, batches_for_epoch: Callable[[int], Iterable]):
+        super().__init__()
+        self.batches_for_epoch = batches_for_epoch
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_test_begin(self, logs=None):
+        layers = _batch_norm_layers(self.model)
+        momenta = [layer.momentum for layer in layers]
+        for count, images in enumerate(self.batches_for_epoch(self.epoch), start=1):
+            for layer in layers:
+                layer.momentum = (count - 1) / count  # a running mean of the batch statistics
+            self.model(images, training=True)
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
 
 
 def _trim_log(path: Path, epochs_done: int) -> None:
@@ -357,8 +418,31 @@ def fit(
     # resume, while a checkpoint is never left without its row.
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-        RunCheckpoint(run_dir, monitor=monitor, best=-math.inf if best is None else best),
+        RunCheckpoint(
+            run_dir,
+            monitor=monitor,
+            best=-math.inf if best is None else best,
+            averaged_best=config.ema_momentum is not None,
+        ),
     ]
+    # Validation sees the averaged weights, then statistics re-estimated for them: in this order.
+    if config.ema_momentum is not None:
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights())
+    if config.precise_bn_batches:
+
+        def batches_for_epoch(epoch: int):
+            stream = data.make_dataset(
+                images,
+                masks,
+                batch_size=config.batch_size,
+                augment=config.augment,
+                shuffle=True,
+                seed=config.seed + 1 + epoch,
+                drop_remainder=True,
+            )
+            return (batch for batch, _ in stream.take(config.precise_bn_batches))
+
+        callbacks.insert(int(config.ema_momentum is not None), PreciseBatchNorm(batches_for_epoch))
     budget = None
     if config.time_budget_minutes is not None:
         budget = TimeBudget(config.time_budget_minutes)

@@ -62,11 +62,17 @@ def test_train_writes_a_complete_run_folder(tiny_kaggle_dir, tiny_records, tmp_p
     assert np.isfinite(result.history["loss"]).all()
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tiny_kaggle_dir, tmp_path):
-    """Same batches, same optimizer state: the same weights. Dropout is off because Keras does not
-    save a dropout layer's random-generator state in a checkpoint."""
+@pytest.mark.parametrize(
+    "averaging",
+    [{}, pytest.param(dict(ema_momentum=0.5, precise_bn_batches=2), marks=pytest.mark.slow)],
+    ids=["plain", "ema-precise-bn"],
+)
+def test_resumed_run_matches_an_uninterrupted_one(tiny_kaggle_dir, tmp_path, averaging):
+    """Same batches, same optimizer state (weight averages included), the same BatchNorm batches:
+    the same weights. Dropout is off because Keras does not save a dropout layer's
+    random-generator state in a checkpoint."""
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    exact = dict(TINY, dropout_rate=0.0)
+    exact = dict(TINY, dropout_rate=0.0, **averaging)
     training.train(tiny_kaggle_dir, straight, TrainConfig(epochs=2, **exact), progress=False)
     # Interrupted after its first epoch (by a tiny time budget), with the same plan of 2 epochs.
     cut_short = TrainConfig(epochs=2, time_budget_minutes=1e-4, **exact)
@@ -81,6 +87,36 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_kaggle_dir, tmp_path):
         _weights(straight / "last.keras"), _weights(interrupted / "last.keras"), strict=True
     ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_best_checkpoint_holds_the_averaged_weights_and_last_the_raw_ones(
+    tiny_kaggle_dir, tmp_path
+):
+    config = TrainConfig(epochs=1, ema_momentum=0.5, **TINY)
+    result = training.train(tiny_kaggle_dir, tmp_path, config, progress=False)
+    # After fit, Keras puts the averages into the model; the one epoch is also the best one.
+    averaged = [v.numpy() for v in result.model.trainable_variables]
+    best = keras.saving.load_model(tmp_path / "best.keras", safe_mode=True)
+    last = keras.saving.load_model(tmp_path / "last.keras", safe_mode=True)
+    for a, b in zip(averaged, [v.numpy() for v in best.trainable_variables], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    raw = [v.numpy() for v in last.trainable_variables]
+    assert any(not np.allclose(a, r) for a, r in zip(averaged, raw, strict=True))
+
+
+def test_precise_batch_norm_averages_the_batch_statistics():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9, name="bn")(inputs))
+    # Batch means (1, 3) and (3, 5), variances (0, 0) and (1, 1): averages (2, 4) and (0.5, 0.5).
+    batches = [np.array([[1.0, 3.0], [1.0, 3.0]]), np.array([[2.0, 4.0], [4.0, 6.0]])]
+    callback = training.PreciseBatchNorm(lambda epoch: iter(batches))
+    callback.set_model(model)
+    callback.on_epoch_begin(0)
+    callback.on_test_begin()
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [2.0, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), [0.5, 0.5], rtol=1e-6)
+    assert bn.momentum == 0.9  # put back for training
 
 
 def test_finished_run_is_not_trained_again(tiny_kaggle_dir, tmp_path):
@@ -168,6 +204,8 @@ def test_precision_choice_on_cpu(monkeypatch):
         ("epochs", 0),
         ("learning_rate", -1.0),
         ("aux_loss_weight", -0.4),
+        ("ema_momentum", 1.0),
+        ("precise_bn_batches", -1),
     ],
 )
 def test_bad_config_is_refused(field, value):
