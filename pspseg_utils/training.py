@@ -105,6 +105,11 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
 
+# What a run folder written before a field existed trained with (not today's default), so that
+# it resumes the same network and optimizer.
+FIELDS_BEFORE_THEY_EXISTED = {"aux_loss_weight": 0.0, "ema_momentum": None, "precise_bn_batches": 0}
+
+
 def default_config(*, gpu: bool | None = None, **overrides) -> TrainConfig:
     """The CPU recipe without a GPU, a full-size recipe with one; `overrides` win."""
     import tensorflow as tf
@@ -496,9 +501,7 @@ def fit(
 def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, str]:
     """(TrainConfig, data folder) recorded in RUN_DIR/config.json."""
     saved = json.loads((Path(run_dir) / "config.json").read_text())
-    # Run folders written before the auxiliary head existed trained without one.
-    saved["config"].setdefault("aux_loss_weight", 0.0)
-    return TrainConfig(**saved["config"]), saved["data_dir"]
+    return TrainConfig(**{**FIELDS_BEFORE_THEY_EXISTED, **saved["config"]}), saved["data_dir"]
 
 
 def load_split(run_dir: str | Path) -> dict[str, list[str]]:

@@ -222,11 +222,12 @@ def test_oversampling_adds_tumour_slices_only():
     assert more_masks[4:].reshape(2, -1).any(axis=1).all()
 
 
-def test_run_folder_from_before_the_auxiliary_head_resumes_without_one(tmp_path):
-    saved = {"config": {"epochs": 3}, "data_dir": "data"}  # no aux_loss_weight recorded
+def test_run_folder_from_before_the_auxiliary_head_and_averaging_resumes_without_them(tmp_path):
+    saved = {"config": {"epochs": 3}, "data_dir": "data"}  # none of the later fields recorded
     (tmp_path / "config.json").write_text(json.dumps(saved))
     config, _ = training.load_run_config(tmp_path)
-    assert config.aux_loss_weight == 0.0
+    assert (config.aux_loss_weight, config.ema_momentum, config.precise_bn_batches) == (0, None, 0)
+    assert config.epochs == 3
 
 
 def test_resuming_from_another_network_says_what_to_do(tmp_path):
