@@ -262,7 +262,6 @@ class RunCheckpoint(keras.callbacks.Callback):
     Keras' ModelCheckpoint writes in place and BackupAndRestore keeps no optimizer state in a
     loadable model file; this callback does both atomically.
 
-
     With `averaged_best`, best.keras holds the optimizer's moving average of the weights (what
     SwapEMAWeights validated), while last.keras keeps the raw weights, to resume from.
     """
@@ -285,16 +284,22 @@ class RunCheckpoint(keras.callbacks.Callback):
         score = logs.get(self.monitor, logs.get(self.monitor.removeprefix("val_")))
         if score is not None and float(score) > self.best:
             self.best = float(score)
-            variables = self.model.trainable_variables
-            raw = [keras.ops.copy(v.value) for v in variables] if self.averaged_best else []
-            if self.averaged_best:
-                self.model.optimizer.finalize_variable_values(variables)
-            save_atomically(self.model, self.run_dir / "best.keras")
-            for variable, value in zip(variables, raw, strict=False):
-                variable.assign(value)
+            self._save_best()
             _write_json_atomically(
                 self.run_dir / "best.json", {"epoch": epoch + 1, self.monitor: self.best}
             )
+
+    def _save_best(self):
+        path = self.run_dir / "best.keras"
+        if not self.averaged_best:
+            save_atomically(self.model, path)
+            return
+        variables = self.model.trainable_variables
+        raw = [keras.ops.copy(variable.value) for variable in variables]
+        self.model.optimizer.finalize_variable_values(variables)  # the averages, into the model
+        save_atomically(self.model, path)
+        for variable, value in zip(variables, raw, strict=True):
+            variable.assign(value)
 
 
 class TimeBudget(keras.callbacks.Callback):
