@@ -190,15 +190,12 @@ def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
         if tumour_positions
         else len(by_patient[first_patient]) // 2
     )
-    try:
-        import ipywidgets as widgets
-        from IPython import get_ipython
-        from IPython.display import display
+    # ipywidgets (and IPython with it) are dependencies; imported here, when a browser is wanted.
+    import ipywidgets as widgets
+    from IPython import get_ipython
+    from IPython.display import display
 
-        in_notebook = get_ipython() is not None
-    except ImportError:
-        in_notebook = False
-    if not in_notebook:
+    if get_ipython() is None:
         figure(first_patient, first_position)
         plt.show()
         return
