@@ -282,14 +282,15 @@ out for testing, seed 0.""",
         "MobileNetV2 at width 0.5 / 0.35, faster still",
     )
     train.add_argument("--image-size", type=int, help="train at N x N (multiple of 8)")
-    train.add_argument("--epochs", type=int)
+    train.add_argument("--epochs", type=int, help="epochs to train (at most, with --time-budget)")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float, help="peak learning rate (poly decay, power 0.9)")
     train.add_argument(
         "--time-budget",
         type=float,
         metavar="MIN",
-        help="stop cleanly after the epoch that would overrun MIN minutes",
+        help="train for at most MIN minutes: after timing an epoch, the run shortens itself "
+        "(and its learning-rate decay) to the epochs that fit, and stops cleanly after an epoch",
     )
     train.add_argument("--val-fraction", type=float, help="share of patients for validation")
     train.add_argument("--test-fraction", type=float, help="share of patients held out")

@@ -79,6 +79,7 @@ class TrainConfig:
     jit_compile: bool = False
     run_eagerly: bool = False
     time_budget_minutes: float | None = None
+    fit_epochs_to_budget: bool = True  # `epochs` is then an upper bound; see FitScheduleToBudget
     early_stopping_patience: int | None = None
     tensorboard: bool = False
 
@@ -107,7 +108,12 @@ class TrainConfig:
 
 # What a run folder written before a field existed trained with (not today's default), so that
 # it resumes the same network and optimizer.
-FIELDS_BEFORE_THEY_EXISTED = {"aux_loss_weight": 0.0, "ema_momentum": None, "precise_bn_batches": 0}
+FIELDS_BEFORE_THEY_EXISTED = {
+    "aux_loss_weight": 0.0,
+    "ema_momentum": None,
+    "precise_bn_batches": 0,
+    "fit_epochs_to_budget": False,
+}
 
 
 def default_config(*, gpu: bool | None = None, **overrides) -> TrainConfig:
@@ -193,20 +199,57 @@ def _strategy():
 # --------------------------------------------------------------------------------------------
 
 
-def _schedule(config: TrainConfig, total_steps: int):
-    if config.schedule == "poly":  # the PSPNet paper's "poly" policy, power 0.9
-        return keras.optimizers.schedules.PolynomialDecay(
-            config.learning_rate, decay_steps=total_steps, end_learning_rate=0.0, power=0.9
+@keras.saving.register_keras_serializable(package="pspseg")
+class DecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`peak * (1 - t) ** power` ("poly", the PSPNet paper's policy, power 0.9) or
+    `peak * (1 + cos(pi * t)) / 2` ("cosine"), with t = min(step / total_steps, 1).
+
+    Keras' PolynomialDecay and CosineDecay fix their length when the train step is traced;
+    here `total_steps` is a variable, so that a run can fit its schedule to a time budget once it
+    has timed an epoch (`set_total_steps`).
+    """
+
+    def __init__(self, peak: float, total_steps: int, *, kind: str = "poly", power: float = 0.9):
+        if kind not in ("poly", "cosine"):
+            raise ValueError(f"kind must be 'poly' or 'cosine', got {kind!r}")
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps!r}")
+        self.peak, self.kind, self.power = peak, kind, power
+        self.total_steps = keras.Variable(
+            total_steps, dtype="float32", trainable=False, name="total_steps"
         )
-    if config.schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
-    return config.learning_rate
+
+    def set_total_steps(self, total_steps: int) -> None:
+        self.total_steps.assign(float(total_steps))
+
+    def __call__(self, step):
+        t = keras.ops.minimum(keras.ops.cast(step, "float32") / self.total_steps, 1.0)
+        if self.kind == "poly":
+            return self.peak * (1.0 - t) ** self.power
+        return self.peak * 0.5 * (1.0 + keras.ops.cos(math.pi * t))
+
+    def get_config(self) -> dict:
+        return {
+            "peak": self.peak,
+            "total_steps": int(keras.ops.convert_to_numpy(self.total_steps)),
+            "kind": self.kind,
+            "power": self.power,
+        }
 
 
-def compile_model(model: keras.Model, config: TrainConfig, *, total_steps: int) -> keras.Model:
-    """Compile with AdamW on the schedule, the configured loss, and Dice / IoU metrics."""
+def _schedule(config: TrainConfig, total_steps: int) -> DecaySchedule | float:
+    if config.schedule == "constant":
+        return config.learning_rate
+    return DecaySchedule(config.learning_rate, total_steps, kind=config.schedule)
+
+
+def compile_model(
+    model: keras.Model, config: TrainConfig, *, learning_rate: DecaySchedule | float
+) -> keras.Model:
+    """Compile with AdamW at `learning_rate` (see `_schedule`), the configured loss, and Dice /
+    IoU metrics."""
     optimizer = keras.optimizers.AdamW(
-        learning_rate=_schedule(config, total_steps),
+        learning_rate=learning_rate,
         weight_decay=config.weight_decay,
         use_ema=config.ema_momentum is not None,
         ema_momentum=config.ema_momentum or 0.99,
@@ -323,6 +366,68 @@ class TimeBudget(keras.callbacks.Callback):
             self.stopped = True
 
 
+def epochs_that_fit(
+    *, budget_seconds: float, elapsed_seconds: float, epoch_seconds: float, epochs_done: int
+) -> int:
+    """How many epochs a run can finish in its budget: those done, plus as many more as the time
+    left holds at `epoch_seconds` each with 5% to spare (so that the schedule ends before the
+    budget, not beyond it). At least `epochs_done`."""
+    if epoch_seconds <= 0:
+        raise ValueError(f"epoch_seconds must be > 0, got {epoch_seconds!r}")
+    left = max(0.0, budget_seconds - elapsed_seconds)
+    return epochs_done + math.floor(left / (1.05 * epoch_seconds))
+
+
+class FitScheduleToBudget(keras.callbacks.Callback):
+    """Time the second epoch of this process (the first one includes tracing), then shorten the
+    run, and its learning-rate schedule with it, to the epochs that fit in `minutes`, at most the
+    planned ones. The choice is saved as `plan_path` (JSON), so that a resumed run keeps it.
+
+    Without this, a time budget cuts a slow machine's run before its learning rate has decayed,
+    and a fast machine finishes the planned epochs with budget to spare.
+    """
+
+    def __init__(
+        self,
+        minutes: float,
+        *,
+        schedule: DecaySchedule,
+        steps_per_epoch: int,
+        plan_path: Path,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        super().__init__()
+        self.seconds, self.schedule = minutes * 60.0, schedule
+        self.steps_per_epoch, self.plan_path, self.clock = steps_per_epoch, Path(plan_path), clock
+        self.planned_epochs: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self.start, self.epochs_timed = self.clock(), 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_timed += 1
+        if self.planned_epochs is None and self.epochs_timed == 2:
+            now = self.clock()
+            fitting = epochs_that_fit(
+                budget_seconds=self.seconds,
+                elapsed_seconds=now - self.start,
+                epoch_seconds=now - self.epoch_start,
+                epochs_done=epoch + 1,
+            )
+            self.planned_epochs = min(self.params["epochs"], fitting)
+            self.schedule.set_total_steps(self.planned_epochs * self.steps_per_epoch)
+            _write_json_atomically(
+                self.plan_path,
+                {"epochs": self.planned_epochs, "budget_minutes": self.seconds / 60},
+            )
+            print(f"\nFitted the schedule to the time budget: {self.planned_epochs} epochs.")
+        if self.planned_epochs is not None and epoch + 1 >= self.planned_epochs:
+            self.model.stop_training = True
+
+
 def _batch_norm_layers(layer: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
     if isinstance(layer, keras.layers.BatchNormalization):
         return [layer]
@@ -409,15 +514,21 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     images, masks = train_arrays
     steps = config.steps_per_epoch or max(1, math.ceil(len(images) / config.batch_size))
-    compile_model(model, config, total_steps=steps * config.epochs)
+    resuming = resume and (run_dir / "last.keras").exists()
+    plan_path = run_dir / "schedule.json"  # the epochs a run fitted to its time budget
+    if not resuming:
+        plan_path.unlink(missing_ok=True)
+    epochs = json.loads(plan_path.read_text())["epochs"] if plan_path.exists() else config.epochs
+    learning_rate = _schedule(config, steps * epochs)
+    compile_model(model, config, learning_rate=learning_rate)
 
     epochs_done = 0
-    if resume and (run_dir / "last.keras").exists():
+    if resuming:
         epochs_done = restore_checkpoint(model, run_dir / "last.keras") // steps
-        print(f"Resuming {run_dir} after epoch {epochs_done} of {config.epochs}.")
+        print(f"Resuming {run_dir} after epoch {epochs_done} of {epochs}.")
     _trim_log(run_dir / "log.csv", epochs_done)
-    if epochs_done >= config.epochs:
-        print(f"{run_dir} already finished its {config.epochs} epochs; nothing to do.")
+    if epochs_done >= epochs:
+        print(f"{run_dir} already finished its {epochs} epochs; nothing to do.")
         return TrainResult(model, {}, run_dir, epochs_done, None)
 
     keras.utils.set_random_seed(config.seed)
@@ -469,6 +580,16 @@ def fit(
     if config.time_budget_minutes is not None:
         budget = TimeBudget(config.time_budget_minutes)
         callbacks.append(budget)
+        fitting = config.fit_epochs_to_budget and isinstance(learning_rate, DecaySchedule)
+        if fitting and not plan_path.exists():
+            callbacks.append(
+                FitScheduleToBudget(
+                    config.time_budget_minutes,
+                    schedule=learning_rate,
+                    steps_per_epoch=steps,
+                    plan_path=plan_path,
+                )
+            )
     early = None
     if config.early_stopping_patience is not None:
         early = keras.callbacks.EarlyStopping(
@@ -482,7 +603,7 @@ def fit(
     history = model.fit(
         train_stream,
         validation_data=val_stream,
-        epochs=config.epochs,
+        epochs=epochs,
         initial_epoch=epochs_done,
         steps_per_epoch=steps,
         callbacks=callbacks,
@@ -525,7 +646,9 @@ def train(
     """Train a PSPNet on a dataset folder with a patient-level split, into `run_dir`.
 
     On resume the run's own config.json and split.json are used (so the held-out patients never
-    change), except `epochs` and `time_budget_minutes`, which may be raised to train longer.
+    change), except `epochs` and `time_budget_minutes`, which may be raised to train longer;
+    a run that fitted its length to its time budget keeps that length (RUN_DIR/schedule.json;
+    delete it to plan again).
 
     Returns:
         TrainResult with the trained model (the last epoch's weights) and the Keras history.

@@ -188,6 +188,95 @@ def test_learning_rate_schedules(schedule, step, expected):
     assert float(value) == pytest.approx(expected, rel=1e-5, abs=1e-9)
 
 
+def test_decay_schedule_length_can_change_after_tracing():
+    import tensorflow as tf
+
+    schedule = training.DecaySchedule(1e-3, 100)
+    traced = tf.function(lambda step: schedule(step))  # as inside a compiled train step
+    assert float(traced(50)) == pytest.approx(1e-3 * 0.5**0.9, rel=1e-5)
+    schedule.set_total_steps(200)  # (1 - 50/200) ** 0.9 = 0.75 ** 0.9
+    assert float(traced(50)) == pytest.approx(1e-3 * 0.75**0.9, rel=1e-5)
+    assert float(traced(400)) == 0.0  # stays at zero past the end
+    again = training.DecaySchedule.from_config(schedule.get_config())
+    assert float(again(50)) == pytest.approx(1e-3 * 0.75**0.9, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [(dict(kind="step"), "kind must be"), (dict(total_steps=0), "total_steps must be >= 1")],
+)
+def test_decay_schedule_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        training.DecaySchedule(1e-3, **{"total_steps": 10, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "epoch", "done", "expected"),
+    [
+        (100.0, 20.0, 2, 25),  # 500 s left / (1.05 x 20 s) = 23.8: 23 more
+        (100.0, 500.0, 2, 2),  # not one more epoch fits
+        (700.0, 20.0, 3, 3),  # already over the budget
+    ],
+)
+def test_epochs_that_fit_a_600_second_budget(elapsed, epoch, done, expected):
+    fitted = training.epochs_that_fit(
+        budget_seconds=600.0, elapsed_seconds=elapsed, epoch_seconds=epoch, epochs_done=done
+    )
+    assert fitted == expected
+
+
+def test_epochs_that_fit_rejects_a_zero_epoch_time():
+    with pytest.raises(ValueError, match="epoch_seconds must be > 0, got 0"):
+        training.epochs_that_fit(
+            budget_seconds=60, elapsed_seconds=0, epoch_seconds=0, epochs_done=1
+        )
+
+
+def test_fit_schedule_to_budget_times_the_second_epoch(tmp_path):
+    """A 10-minute budget; epoch 1 takes 130 s (tracing), epoch 2 takes 20 s: 450 s are left,
+    which hold 21 more epochs of 21 s (20 s + 5%): 23 in all, of the 100 planned."""
+    ticks = iter([0.0, 0.0, 130.0, 150.0, 600.0])  # train begins, epoch 1 begins, 2 begins, ...
+    schedule = training.DecaySchedule(1e-3, 100 * 10)
+    callback = training.FitScheduleToBudget(
+        10, schedule=schedule, steps_per_epoch=10, plan_path=tmp_path / "plan.json",
+        clock=lambda: next(ticks),
+    )  # fmt: skip
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # as model.fit starts
+    callback.set_model(model)
+    callback.set_params({"epochs": 100})
+    callback.on_train_begin()
+    for epoch in (0, 1):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch)
+    assert json.loads((tmp_path / "plan.json").read_text()) == {"epochs": 23, "budget_minutes": 10}
+    assert int(schedule.total_steps.numpy()) == 230
+    assert not model.stop_training
+    callback.on_epoch_begin(22)
+    callback.on_epoch_end(22)  # the 23rd epoch
+    assert model.stop_training
+
+
+def test_a_resumed_run_keeps_the_epochs_it_fitted_to_its_budget(tiny_kaggle_dir, tmp_path):
+    first = TrainConfig(epochs=4, time_budget_minutes=1e-4, **TINY)  # stops after one epoch
+    assert training.train(tiny_kaggle_dir, tmp_path, first, progress=False).epochs_done == 1
+    (tmp_path / "schedule.json").write_text('{"epochs": 2}')  # as if epoch 2 had been timed
+    resumed = TrainConfig(epochs=4, time_budget_minutes=60, **TINY)
+    result = training.train(tiny_kaggle_dir, tmp_path, resumed, progress=False)
+    assert result.epochs_done == 2
+    assert float(result.model.optimizer.learning_rate) == 0.0  # the poly schedule's end
+
+    fresh = training.train(tiny_kaggle_dir, tmp_path, first, resume=False, progress=False)
+    assert fresh.epochs_done == 1 and not (tmp_path / "schedule.json").exists()
+
+
+def test_a_budgeted_run_writes_its_plan(tiny_kaggle_dir, tmp_path):
+    config = TrainConfig(epochs=3, time_budget_minutes=60, **TINY)  # 3 epochs fit in an hour
+    result = training.train(tiny_kaggle_dir, tmp_path, config, progress=False)
+    assert result.epochs_done == 3 and result.stopped_early is None
+    assert json.loads((tmp_path / "schedule.json").read_text())["epochs"] == 3
+
+
 def test_precision_choice_on_cpu(monkeypatch):
     assert training.choose_precision("float32") == "float32"
     monkeypatch.setattr(training, "_cpu_has_bfloat16", lambda: False)
