@@ -19,6 +19,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from throughput import host_cpu  # noqa: E402
+
 from pspseg_utils import data, evaluation, inference, training  # noqa: E402
 
 
@@ -46,6 +48,7 @@ def main() -> None:
         "command": command,
         "backbone": config.backbone, "image_size": config.image_size,
         "precision": training.choose_precision(config.precision),
+        "host_cpu": host_cpu(),
         "epochs": result.epochs_done, "train_minutes": round(minutes, 1),
         "stopped": result.stopped_early,
         "test_patients": scores.summary["patients"],

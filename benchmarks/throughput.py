@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -29,31 +31,32 @@ import numpy as np  # noqa: E402
 from pspseg_utils.losses import get_loss  # noqa: E402
 from pspseg_utils.models import BACKBONES, build_pspnet  # noqa: E402
 
-# (what, backbone, image size, batch). "pipeline" times the tf.data input alone.
+# (what, backbone, image size, batch, output stride). "pipeline" times the tf.data input alone.
 CPU_SET = [
-    ("pipeline", None, 128, 16),
+    ("pipeline", None, 128, 16, None),
     # The targets of issue 6 first: VGG16 at the article's size, MobileNetV2 for laptops.
-    ("train", "vgg16", 384, 2),
-    ("train", "mobilenetv2", 128, 16),
-    ("train", "mobilenetv2_050", 128, 16),
-    ("train", "mobilenetv2_035", 128, 16),
-    ("train", "vgg16", 128, 8),
-    ("train", "vgg16", 256, 4),
-    ("train", "resnet50", 128, 8),
-    ("train", "resnet50", 256, 4),
-    ("train", "mobilenetv2", 256, 8),
-    ("train", "mobilenetv2", 384, 4),
-    ("infer", "vgg16", 384, 1),
-    ("infer", "vgg16", 256, 1),
-    ("infer", "resnet50", 256, 1),
-    ("infer", "mobilenetv2", 256, 1),
-    ("infer", "mobilenetv2", 256, 16),
+    ("train", "vgg16", 384, 2, 8),
+    ("train", "mobilenetv2", 128, 16, 8),
+    ("train", "mobilenetv2", 128, 16, 16),
+    ("train", "mobilenetv2_050", 128, 16, 8),
+    ("train", "mobilenetv2_035", 128, 16, 8),
+    ("train", "vgg16", 128, 8, 8),
+    ("train", "vgg16", 256, 4, 8),
+    ("train", "resnet50", 128, 8, 8),
+    ("train", "resnet50", 256, 4, 8),
+    ("train", "mobilenetv2", 256, 8, 8),
+    ("train", "mobilenetv2", 384, 4, 8),
+    ("infer", "vgg16", 384, 1, 8),
+    ("infer", "vgg16", 256, 1, 8),
+    ("infer", "resnet50", 256, 1, 8),
+    ("infer", "mobilenetv2", 256, 1, 8),
+    ("infer", "mobilenetv2", 256, 16, 8),
 ]
 GPU_SET = [
-    ("train", backbone, size, 16)
+    ("train", backbone, size, 16, 8)
     for backbone in ("vgg16", "resnet50", "mobilenetv2")
     for size in (128, 256, 384)
-] + [("infer", b, 256, n) for b in ("vgg16", "resnet50", "mobilenetv2") for n in (1, 16)]
+] + [("infer", b, 256, n, 8) for b in ("vgg16", "resnet50", "mobilenetv2") for n in (1, 16)]
 
 
 def _device() -> str:
@@ -88,11 +91,22 @@ def _peak_device_mb() -> float | None:
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
-def _model(backbone: str, size: int, precision: str):
+def host_cpu() -> str:
+    """The CPU's model name and the cores this process may use: timings depend on both."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in lines if "model name" in line)
+    except (OSError, StopIteration):  # not Linux
+        name = platform.processor() or platform.machine()
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
+    return f"{name}, {len(usable)} cores"
+
+
+def _model(backbone: str, size: int, precision: str, output_stride: int):
     keras.config.set_dtype_policy(precision)
     head_channels = 128 if backbone.startswith("mobilenetv2") else 256  # as the recipes
     return build_pspnet((size, size, 3), 1, backbone=backbone, backbone_weights=None,
-                        head_channels=head_channels)  # fmt: skip
+                        head_channels=head_channels, output_stride=output_stride)  # fmt: skip
 
 
 def _random_slices(count: int, size: int, seed: int = 0):
@@ -121,9 +135,9 @@ def measure_pipeline(backbone, size, batch, *, steps, **_) -> dict:
 
 
 def measure_training(
-    backbone, size, batch, *, precision, jit_compile, warmup, steps, cached=False
+    backbone, size, batch, *, precision, output_stride, jit_compile, warmup, steps, cached=False
 ) -> dict:
-    model = _model(backbone, size, precision)
+    model = _model(backbone, size, precision, output_stride)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=get_loss("bce_dice", num_classes=1),
                   jit_compile=jit_compile)  # fmt: skip
     images, masks = _random_slices(max(4 * batch, 32), size)
@@ -150,8 +164,10 @@ def measure_training(
     return {"img_per_s": steps * batch / seconds, "ms_per_step": 1000 * seconds / steps}
 
 
-def measure_inference(backbone, size, batch, *, precision, warmup, steps, **_) -> dict:
-    model = _model(backbone, size, precision)
+def measure_inference(
+    backbone, size, batch, *, precision, output_stride, warmup, steps, **_
+) -> dict:
+    model = _model(backbone, size, precision, output_stride)
     images = _random_slices(batch, size)[0].astype("float32")
     for _ in range(warmup):
         model.predict_on_batch(images)
@@ -179,6 +195,14 @@ def main() -> None:
         default="auto",
         help="auto (bfloat16 where the CPU/GPU has it), float32, mixed_float16, ...",
     )
+    parser.add_argument(
+        "--output-stride",
+        type=int,
+        choices=[8, 16, 32],
+        default=8,
+        help="output stride of a --what measurement: 8 (the PSPNet paper's dilated features), "
+        "16 or 32 (cheaper, coarser); the sets say their own",
+    )
     parser.add_argument("--xla", action="store_true", help="jit_compile=True (on GPUs)")
     parser.add_argument(
         "--cached",
@@ -190,7 +214,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
     if args.what:
-        plan = [(args.what, args.backbone, args.image_size, args.batch)]
+        plan = [(args.what, args.backbone, args.image_size, args.batch, args.output_stride)]
     else:
         plan = CPU_SET if args.set == "cpu" else GPU_SET
     precision = args.precision
@@ -200,20 +224,21 @@ def main() -> None:
         precision = choose_precision("auto")
     elif precision == "auto":  # the GPU check on JAX: Hopper and Ampere have bfloat16
         precision = "mixed_bfloat16"
-    device = _device()
+    device, cpu = _device(), host_cpu()
     # What training was fed: only TensorFlow runs the tf.data pipeline or the cached batch.
     if keras.backend.backend() != "tensorflow":
         input_kind = "numpy"
     else:
         input_kind = "cached" if args.cached else "pipeline"
-    for what, backbone, size, batch in plan:
+    for what, backbone, size, batch, output_stride in plan:
         result = MEASURES[what](backbone, size, batch, precision=precision, jit_compile=args.xla,
-                                warmup=args.warmup, steps=args.steps,
-                                cached=args.cached)  # fmt: skip
+                                output_stride=output_stride, warmup=args.warmup,
+                                steps=args.steps, cached=args.cached)  # fmt: skip
         print(json.dumps({
             "what": what, "backbone": backbone, "image_size": size, "batch": batch,
+            "output_stride": output_stride if what != "pipeline" else None,
             "input": input_kind,
-            "precision": precision, "xla": args.xla, "device": device,
+            "precision": precision, "xla": args.xla, "device": device, "host_cpu": cpu,
             "backend": keras.backend.backend(),
             **{k: round(v, 2) for k, v in result.items()},
             "peak_host_mem_mb": round(_peak_host_mb()),

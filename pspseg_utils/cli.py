@@ -261,12 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
 Train on DATA (either layout), split by patient, checkpointing every epoch into OUT:
-last.keras, best.keras (best validation Dice), log.csv, config.json and split.json.
+last.keras, best.keras (best validation Dice), log.csv, config.json, split.json and, with a
+time budget, schedule.json (the epochs that fit in it).
 Running the same command again resumes after the last finished epoch.
 
 Unset options keep the recipe's defaults:
-  without a GPU (the CPU recipe): mobilenetv2_050, 128 px, 28 epochs, batch 16, lr 0.002,
-      bfloat16 where the CPU has it, about 23 minutes on 2 cores for 40 patients;
+  without a GPU (the CPU recipe): mobilenetv2_050, 128 px, batch 16, lr 0.002, bfloat16
+      where the CPU has it, a 25-minute budget: as many epochs as fit in it (at most 100;
+      73 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
   with a GPU: vgg16 with ImageNet weights, 256 px, 60 epochs, batch 16, mixed precision.
 Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss plus 0.4 x the loss of
 an auxiliary head (training only), augmentation, 15% of patients for validation and 15% held

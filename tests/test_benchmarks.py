@@ -39,9 +39,10 @@ def test_throughput_pipeline_line():
 
 def test_throughput_inference_line():
     args = ["--what", "infer", "--backbone", "mobilenetv2_035", "--image-size", "48",
-            "--batch", "1", "--warmup", "1", "--steps", "1"]  # fmt: skip
+            "--batch", "1", "--warmup", "1", "--steps", "1", "--output-stride", "16"]  # fmt: skip
     (line,) = _run("throughput.py", *args)
     assert (line["what"], line["backbone"], line["device"]) == ("infer", "mobilenetv2_035", "cpu")
+    assert line["output_stride"] == 16 and line["host_cpu"].endswith(" cores")
     assert line["img_per_s"] > 0 and line["ms_per_step"] > 0
 
 
@@ -53,3 +54,14 @@ def test_throughput_training_line(cached):
     (line,) = _run("throughput.py", *args, *(["--cached"] if cached else []))
     assert line["input"] == ("cached" if cached else "pipeline")
     assert line["what"] == "train" and line["img_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_cpu_recipe_line(tiny_kaggle_dir, tmp_path):
+    # A budget of 0.06 s: the recipe's defaults, stopped after its first epoch.
+    (line,) = _run("cpu_recipe.py", "--data", str(tiny_kaggle_dir), "--out", str(tmp_path / "run"),
+                   "--time-budget", "0.001")  # fmt: skip
+    assert line["what"] == "cpu_recipe" and line["epochs"] == 1
+    assert line["backbone"] == "mobilenetv2_050" and line["host_cpu"].endswith(" cores")
+    assert line["test_patients"] >= 1 and 0.0 <= line["patient_dice_mean"] <= 1.0
+    assert (tmp_path / "run" / "test_patients.csv").exists()

@@ -323,7 +323,11 @@ print("empty vs empty:", metrics.dice_score(np.zeros((3, 3)), np.zeros((3, 3))))
 `train` checkpoints every epoch into the run folder (atomically: a crash never leaves a broken
 file) with the optimizer state and the patient split. A tiny time budget stops the first call
 after one epoch, as a Colab disconnect would; calling `train` again resumes after the last
-finished epoch, with the same learning-rate plan."""),
+finished epoch, with the same learning-rate plan.
+
+A time budget also sizes the run: once an epoch has been timed, `train` plans as many epochs
+as fit in the budget (at most `epochs`) and lets the learning rate decay to zero over exactly
+those, so a slow laptop and a fast one both finish their schedule in time."""),
         code("""
 import dataclasses
 import shutil
