@@ -268,7 +268,7 @@ Running the same command again resumes after the last finished epoch.
 Unset options keep the recipe's defaults:
   without a GPU (the CPU recipe): mobilenetv2_050, 128 px, batch 16, lr 0.002, bfloat16
       where the CPU has it, a 25-minute budget: as many epochs as fit in it (at most 100;
-      73 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
+      60 to 73 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
   with a GPU: vgg16 with ImageNet weights, 256 px, 60 epochs, batch 16, mixed precision.
 Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss plus 0.4 x the loss of
 an auxiliary head (training only), augmentation, 15% of patients for validation and 15% held
@@ -291,8 +291,9 @@ out for testing, seed 0.""",
         "--time-budget",
         type=float,
         metavar="MIN",
-        help="train for at most MIN minutes: after timing an epoch, the run shortens itself "
-        "(and its learning-rate decay) to the epochs that fit, and stops cleanly after an epoch",
+        help="train for at most MIN minutes (25 without a GPU): after timing an epoch, the run "
+        "shortens itself (and its learning-rate decay) to the epochs that fit, and stops "
+        "cleanly after an epoch",
     )
     train.add_argument("--val-fraction", type=float, help="share of patients for validation")
     train.add_argument("--test-fraction", type=float, help="share of patients held out")
