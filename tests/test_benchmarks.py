@@ -38,7 +38,7 @@ def test_throughput_pipeline_line():
 
 
 def test_throughput_inference_line():
-    args = ["--what", "infer", "--backbone", "mobilenetv2_035", "--image-size", "48",
+    args = ["--what", "infer", "--backbone", "mobilenetv2_035", "--image-size", "96",
             "--batch", "1", "--warmup", "1", "--steps", "1", "--output-stride", "16"]  # fmt: skip
     (line,) = _run("throughput.py", *args)
     assert (line["what"], line["backbone"], line["device"]) == ("infer", "mobilenetv2_035", "cpu")
