@@ -349,20 +349,21 @@ class RunCheckpoint(keras.callbacks.Callback):
 class TimeBudget(keras.callbacks.Callback):
     """Stop after the epoch during which the next epoch would overrun `minutes` of wall clock."""
 
-    def __init__(self, minutes: float):
+    def __init__(self, minutes: float, *, clock: Callable[[], float] = time.monotonic):
         super().__init__()
-        self.seconds = minutes * 60.0
+        self.seconds, self.clock = minutes * 60.0, clock
         self.stopped = False
 
     def on_train_begin(self, logs=None):
-        self.start = self.epoch_start = time.monotonic()
+        self.start = self.epoch_start = self.clock()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.monotonic()
+        self.epoch_start = self.clock()
 
     def on_epoch_end(self, epoch, logs=None):
-        now = time.monotonic()
-        if now - self.start + (now - self.epoch_start) > self.seconds:
+        now = self.clock()
+        self.elapsed_seconds, self.epoch_seconds = now - self.start, now - self.epoch_start
+        if self.elapsed_seconds + self.epoch_seconds > self.seconds:
             self.model.stop_training = True
             self.stopped = True
 
@@ -379,10 +380,11 @@ def epochs_that_fit(
     return epochs_done + math.floor(left / (1.05 * epoch_seconds))
 
 
-class FitScheduleToBudget(keras.callbacks.Callback):
-    """Time the second epoch of this process (the first one includes tracing), then shorten the
-    run, and its learning-rate schedule with it, to the epochs that fit in `minutes`, at most the
-    planned ones. The choice is saved as `plan_path` (JSON), so that a resumed run keeps it.
+class FitScheduleToBudget(TimeBudget):
+    """A TimeBudget that also times the second epoch of this process (the first one includes
+    tracing), then shortens the run, and its learning-rate schedule with it, to the epochs that
+    fit in `minutes`, at most the planned ones. The choice is saved as `plan_path` (JSON), so
+    that a resumed run keeps it.
 
     Without this, a time budget cuts a slow machine's run before its learning rate has decayed,
     and a fast machine finishes the planned epochs with budget to spare.
@@ -397,25 +399,23 @@ class FitScheduleToBudget(keras.callbacks.Callback):
         plan_path: Path,
         clock: Callable[[], float] = time.monotonic,
     ):
-        super().__init__()
-        self.seconds, self.schedule = minutes * 60.0, schedule
-        self.steps_per_epoch, self.plan_path, self.clock = steps_per_epoch, Path(plan_path), clock
+        super().__init__(minutes, clock=clock)
+        self.schedule, self.steps_per_epoch = schedule, steps_per_epoch
+        self.plan_path = Path(plan_path)
         self.planned_epochs: int | None = None
 
     def on_train_begin(self, logs=None):
-        self.start, self.epochs_timed = self.clock(), 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = self.clock()
+        super().on_train_begin(logs)
+        self.epochs_timed = 0
 
     def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
         self.epochs_timed += 1
         if self.planned_epochs is None and self.epochs_timed == 2:
-            now = self.clock()
             fitting = epochs_that_fit(
                 budget_seconds=self.seconds,
-                elapsed_seconds=now - self.start,
-                epoch_seconds=now - self.epoch_start,
+                elapsed_seconds=self.elapsed_seconds,
+                epoch_seconds=self.epoch_seconds,
                 epochs_done=epoch + 1,
             )
             self.planned_epochs = min(self.params["epochs"], fitting)
@@ -579,18 +579,17 @@ def fit(
     ]
     budget = None
     if config.time_budget_minutes is not None:
-        budget = TimeBudget(config.time_budget_minutes)
-        callbacks.append(budget)
         fitting = config.fit_epochs_to_budget and isinstance(learning_rate, DecaySchedule)
         if fitting and not plan_path.exists():
-            callbacks.append(
-                FitScheduleToBudget(
-                    config.time_budget_minutes,
-                    schedule=learning_rate,
-                    steps_per_epoch=steps,
-                    plan_path=plan_path,
-                )
+            budget = FitScheduleToBudget(
+                config.time_budget_minutes,
+                schedule=learning_rate,
+                steps_per_epoch=steps,
+                plan_path=plan_path,
             )
+        else:
+            budget = TimeBudget(config.time_budget_minutes)
+        callbacks.append(budget)
     early = None
     if config.early_stopping_patience is not None:
         early = keras.callbacks.EarlyStopping(
@@ -613,8 +612,8 @@ def fit(
     )
     finished = epochs_done + len(history.epoch)
     stopped = None
-    if plan_path.exists():  # fitted during this call, or before it
-        epochs = json.loads(plan_path.read_text())["epochs"]
+    if isinstance(budget, FitScheduleToBudget) and budget.planned_epochs is not None:
+        epochs = budget.planned_epochs  # fitted during this call
     if budget is not None and budget.stopped and finished < epochs:
         stopped = f"time budget of {config.time_budget_minutes} min"
     elif early is not None and early.stopped_epoch:

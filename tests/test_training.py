@@ -235,7 +235,9 @@ def test_epochs_that_fit_rejects_a_zero_epoch_time():
 def test_fit_schedule_to_budget_times_the_second_epoch(tmp_path):
     """A 10-minute budget; epoch 1 takes 130 s (tracing), epoch 2 takes 20 s: 450 s are left,
     which hold 21 more epochs of 21 s (20 s + 5%): 23 in all, of the 100 planned."""
-    ticks = iter([0.0, 0.0, 130.0, 150.0, 600.0])  # train begins, epoch 1 begins, 2 begins, ...
+    # Train begins; epoch 1 begins, ends; epoch 2 begins, ends; epoch 23 begins, ends (well
+    # inside the budget, so that only the plan stops the run).
+    ticks = iter([0.0, 0.0, 130.0, 130.0, 150.0, 400.0, 420.0])
     schedule = training.DecaySchedule(1e-3, 100 * 10)
     callback = training.FitScheduleToBudget(
         10, schedule=schedule, steps_per_epoch=10, plan_path=tmp_path / "plan.json",
