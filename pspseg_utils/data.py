@@ -520,9 +520,17 @@ def load_arrays(
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def _augment(image, mask, seed):
+# A slice with a missing sequence holds FLAIR in its place: pre-contrast, post-contrast or both.
+FLAIR_IN_PLACE_OF = np.array([[True, False, False], [False, False, True], [True, False, True]])
+
+
+def _augment(image, mask, seed, missing_sequence_rate=0.0):
     """Random left-right flip, rotation (+-10 deg), scale (0.9-1.1) and per-channel intensity
     gain/gamma, all from one stateless seed so a given seed always gives the same sample.
+
+    With probability `missing_sequence_rate`, FLAIR also replaces pre-contrast, post-contrast or
+    both (one of the three, equally likely): the dataset's own convention for a missing sequence
+    (15 of its 110 patients), which a network trained on complete slices has never seen.
 
     TensorFlow draws the parameters; OpenCV does the pixel work (`_augment_arrays`), about 8x
     faster on a CPU than TensorFlow's ImageProjectiveTransformV3 and pow kernels. Takes an image
@@ -530,7 +538,7 @@ def _augment(image, mask, seed):
     """
     import tensorflow as tf
 
-    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    seeds = tf.random.experimental.stateless_split(seed, num=7)
     size = tf.cast(tf.shape(image)[0], tf.float32)
     flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
 
@@ -550,13 +558,16 @@ def _augment(image, mask, seed):
     )
     gain = tf.random.stateless_uniform([3], seeds[3], 0.9, 1.1)
     gamma = tf.random.stateless_uniform([3], seeds[4], 0.8, 1.25)
+    missing = tf.random.stateless_uniform([], seeds[5]) < missing_sequence_rate
+    which = tf.random.stateless_uniform([], seeds[6], 0, len(FLAIR_IN_PLACE_OF), tf.int32)
+    flair_in_place_of = tf.logical_and(missing, tf.gather(FLAIR_IN_PLACE_OF, which))
 
     image_shape, mask_shape = image.shape, mask.shape
     if image.dtype != tf.uint8:
         image = tf.saturate_cast(tf.round(tf.cast(image, tf.float32)), tf.uint8)
     image, mask = tf.numpy_function(
         _augment_arrays,
-        [image, tf.cast(mask[..., 0], tf.uint8), flip, inverse_map, gain, gamma],
+        [image, tf.cast(mask[..., 0], tf.uint8), flip, inverse_map, gain, gamma, flair_in_place_of],
         [tf.float32, tf.float32],
         stateful=False,
     )
@@ -565,9 +576,10 @@ def _augment(image, mask, seed):
     return image, mask
 
 
-def _augment_arrays(image, mask, flip, inverse_map, gain, gamma):
+def _augment_arrays(image, mask, flip, inverse_map, gain, gamma, flair_in_place_of):
     """The pixel work of `_augment`: uint8 image (H, W, 3) and mask (H, W) to float32
-    (H, W, 3) and (H, W, 1). Deterministic: no randomness here."""
+    (H, W, 3) and (H, W, 1); the channels where `flair_in_place_of` (3,) is true get a copy of
+    the (augmented) FLAIR channel. Deterministic: no randomness here."""
     if flip:
         image, mask = image[:, ::-1], mask[:, ::-1]
     size = (image.shape[1], image.shape[0])
@@ -580,6 +592,7 @@ def _augment_arrays(image, mask, flip, inverse_map, gain, gamma):
     levels = np.arange(256, dtype=np.float64)[:, None] / 255.0
     table = 255.0 * np.clip(levels * gain, 0.0, 1.0) ** gamma
     image = cv2.LUT(image, table.astype(np.float32).reshape(256, 1, 3))
+    image[..., flair_in_place_of] = image[..., 1:2]
     return image, mask[..., None].astype(np.float32)
 
 
@@ -593,12 +606,14 @@ def make_dataset(
     repeat: bool = False,
     seed: int = 0,
     drop_remainder: bool = False,
+    missing_sequence_rate: float = 0.0,
 ):
     """A `tf.data.Dataset` of (image float32 (B, S, S, 3) in 0..255, mask float32 (B, S, S, 1)).
 
     The arrays are already decoded (see `load_arrays`), so the pipeline only shuffles, augments,
     batches and prefetches. Everything random is seeded, and the dataset is deterministic: the
-    same seed gives the same batches in the same order.
+    same seed gives the same batches in the same order. With `augment`, a share
+    `missing_sequence_rate` of the slices have FLAIR in place of another sequence (see `_augment`).
     """
     import tensorflow as tf
 
@@ -606,6 +621,8 @@ def make_dataset(
         raise ValueError(f"{len(images)} images but {len(masks)} masks")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if not 0.0 <= missing_sequence_rate <= 1.0:
+        raise ValueError(f"missing_sequence_rate must be in [0, 1], got {missing_sequence_rate!r}")
     dataset = tf.data.Dataset.from_tensor_slices((images, masks[..., None]))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -614,7 +631,8 @@ def make_dataset(
     if augment:
         element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, element_seeds)).map(
-            lambda pair, s: _augment(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE
+            lambda pair, s: _augment(pair[0], pair[1], s, missing_sequence_rate),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
         dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)))

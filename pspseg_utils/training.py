@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -71,6 +72,9 @@ class TrainConfig:
     precise_bn_batches: int = 0  # re-estimate BatchNorm statistics on this many batches
     loss: str = "bce_dice"
     augment: bool = True
+    # FLAIR in place of another sequence in this share of training slices: the dataset does so
+    # for its 15 of 110 patients with a missing sequence (see data._augment).
+    missing_sequence_rate: float = 0.15
     tumour_oversampling: float = 0.5
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -102,6 +106,10 @@ class TrainConfig:
             raise ValueError(f"ema_momentum must be None or in (0, 1), got {self.ema_momentum!r}")
         if self.precise_bn_batches < 0:
             raise ValueError(f"precise_bn_batches must be >= 0, got {self.precise_bn_batches!r}")
+        if not 0 <= self.missing_sequence_rate <= 1:
+            raise ValueError(
+                f"missing_sequence_rate must be in [0, 1], got {self.missing_sequence_rate!r}"
+            )
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
@@ -113,6 +121,7 @@ FIELDS_BEFORE_THEY_EXISTED = {
     "ema_momentum": None,
     "precise_bn_batches": 0,
     "fit_epochs_to_budget": False,
+    "missing_sequence_rate": 0.0,
 }
 
 
@@ -381,10 +390,12 @@ def epochs_that_fit(
 
 
 class FitScheduleToBudget(TimeBudget):
-    """A TimeBudget that also times the second epoch of this process (the first one includes
-    tracing), then shortens the run, and its learning-rate schedule with it, to the epochs that
-    fit in `minutes`, at most the planned ones. The choice is saved as `plan_path` (JSON), so
-    that a resumed run keeps it.
+    """A TimeBudget that also shortens the run, and its learning-rate schedule with it, to the
+    epochs that fit in `minutes`, at most the planned ones. It plans after the second epoch of
+    this process (the first includes tracing) and plans again after each epoch of the first half
+    of the plan, from the median epoch time so far: one slow or disturbed epoch does not set the
+    plan, and the end of the schedule is not moved once it is near. Each plan is saved as
+    `plan_path` (JSON), so that a resumed run keeps it.
 
     Without this, a time budget cuts a slow machine's run before its learning rate has decayed,
     and a fast machine finishes the planned epochs with budget to spare.
@@ -407,26 +418,35 @@ class FitScheduleToBudget(TimeBudget):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.epochs_timed = 0
+        self.epoch_times: list[float] = []  # this process's epochs, but the first (tracing)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         self.epochs_timed += 1
-        if self.planned_epochs is None and self.epochs_timed == 2:
-            fitting = epochs_that_fit(
-                budget_seconds=self.seconds,
-                elapsed_seconds=self.elapsed_seconds,
-                epoch_seconds=self.epoch_seconds,
-                epochs_done=epoch + 1,
-            )
-            self.planned_epochs = min(self.params["epochs"], fitting)
-            self.schedule.set_total_steps(self.planned_epochs * self.steps_per_epoch)
-            _write_json_atomically(
-                self.plan_path,
-                {"epochs": self.planned_epochs, "budget_minutes": self.seconds / 60},
-            )
-            print(f"\nFitted the schedule to the time budget: {self.planned_epochs} epochs.")
+        if self.epochs_timed >= 2:
+            self.epoch_times.append(self.epoch_seconds)
+            if self.planned_epochs is None or epoch + 1 <= self.planned_epochs // 2:
+                self._plan(epochs_done=epoch + 1)
         if self.planned_epochs is not None and epoch + 1 >= self.planned_epochs:
             self.model.stop_training = True
+
+    def _plan(self, *, epochs_done: int) -> None:
+        fitting = epochs_that_fit(
+            budget_seconds=self.seconds,
+            elapsed_seconds=self.elapsed_seconds,
+            epoch_seconds=statistics.median(self.epoch_times),
+            epochs_done=epochs_done,
+        )
+        planned = min(self.params["epochs"], fitting)
+        if planned == self.planned_epochs:
+            return
+        again = " again" if self.planned_epochs is not None else ""
+        self.planned_epochs = planned
+        self.schedule.set_total_steps(planned * self.steps_per_epoch)
+        _write_json_atomically(
+            self.plan_path, {"epochs": planned, "budget_minutes": self.seconds / 60}
+        )
+        print(f"\nFitted the schedule to the time budget{again}: {planned} epochs.")
 
 
 def _batch_norm_layers(layer: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
@@ -540,6 +560,7 @@ def fit(
             masks,
             batch_size=config.batch_size,
             augment=config.augment,
+            missing_sequence_rate=config.missing_sequence_rate,
             shuffle=True,
             repeat=repeat,
             seed=seed,

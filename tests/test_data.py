@@ -613,6 +613,42 @@ def test_augmentation_moves_image_and_mask_together():
     assert not np.array_equal(y[..., 0], masks)  # they did move
 
 
+def test_flair_takes_the_place_of_the_sequences_named():
+    image = np.stack([np.full((4, 4), v, np.uint8) for v in (10, 200, 30)], axis=-1)
+    identity = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    unchanged = (False, identity, np.ones(3), np.ones(3))
+    mask = np.zeros((4, 4), np.uint8)
+    for replaced, expected in [
+        ([False, False, False], (10, 200, 30)),
+        ([True, False, False], (200, 200, 30)),
+        ([True, False, True], (200, 200, 200)),
+    ]:
+        out, _ = data._augment_arrays(image, mask, *unchanged, np.array(replaced))
+        assert out[2, 2].tolist() == list(expected)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_missing_sequence_rate_sets_how_many_slices_have_flair_in_place(tiny_arrays, rate):
+    images, masks = tiny_arrays
+    images = images.copy()
+    images[..., 0], images[..., 2] = 40, 90  # sequences that never equal FLAIR by chance
+    dataset = data.make_dataset(
+        images, masks, batch_size=12, augment=True, seed=3, missing_sequence_rate=rate
+    )
+    x = next(iter(dataset))[0].numpy()
+    pre, post = ((x[..., channel] == x[..., 1]).all(axis=(1, 2)) for channel in (0, 2))
+    if rate == 0.0:
+        assert not pre.any() and not post.any()
+    else:  # every slice has FLAIR in place of pre, post or both, and all three occur in 12
+        assert (pre | post).all()
+        assert (pre & ~post).any() and (~pre & post).any() and (pre & post).any()
+
+
+def test_missing_sequence_rate_outside_0_1_is_refused(tiny_arrays):
+    with pytest.raises(ValueError, match="missing_sequence_rate must be in \\[0, 1\\], got 2"):
+        data.make_dataset(*tiny_arrays, augment=True, missing_sequence_rate=2)
+
+
 # --- finding the data ----------------------------------------------------------------------
 
 

@@ -259,6 +259,53 @@ def test_fit_schedule_to_budget_times_the_second_epoch(tmp_path):
     assert model.stop_training
 
 
+def test_fit_schedule_to_budget_plans_again_from_the_median_epoch(tmp_path):
+    """A 10-minute budget; epoch 1 traces (130 s), epoch 2 is slowed (40 s), the rest take 20 s.
+    The plan follows the median epoch time while in its first half, then stays."""
+    ticks = iter([0.0, 0.0, 130.0, 130.0, 170.0, 170.0, 190.0, 190.0, 210.0, 210.0, 230.0])
+    schedule = training.DecaySchedule(1e-3, 100 * 10)
+    callback = training.FitScheduleToBudget(
+        10, schedule=schedule, steps_per_epoch=10, plan_path=tmp_path / "plan.json",
+        clock=lambda: next(ticks),
+    )  # fmt: skip
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    callback.set_model(model)
+    callback.set_params({"epochs": 100})
+    callback.on_train_begin()
+    plans = []
+    for epoch in range(5):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch)
+        plans.append(callback.planned_epochs)
+    # After epoch 2: 430 s left / (1.05 x 40 s) -> 10 more. Epoch 3: median 30 s, 410 s left
+    # -> 13 more. Epoch 4: median 20 s, 390 s left -> 18 more. Epoch 5: 370 s -> 17 more.
+    assert plans == [None, 12, 16, 22, 22]
+    assert json.loads((tmp_path / "plan.json").read_text())["epochs"] == 22
+    assert int(schedule.total_steps.numpy()) == 220
+
+
+def test_fit_schedule_to_budget_keeps_the_plan_in_its_second_half(tmp_path):
+    """Planned 4 epochs (an 80 s epoch 2 ends at 90 s of a 5-minute budget: 210 s hold 2 more);
+    epoch 3 takes 1 s, which would allow more, but 3 > 4 / 2: the plan stays, and the run stops
+    after epoch 4."""
+    ticks = iter([0.0, 0.0, 10.0, 10.0, 90.0, 90.0, 91.0, 91.0, 92.0])
+    schedule = training.DecaySchedule(1e-3, 100)
+    callback = training.FitScheduleToBudget(
+        5, schedule=schedule, steps_per_epoch=1, plan_path=tmp_path / "plan.json",
+        clock=lambda: next(ticks),
+    )  # fmt: skip
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    callback.set_model(model)
+    callback.set_params({"epochs": 100})
+    callback.on_train_begin()
+    for epoch in range(4):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch)
+        assert model.stop_training == (epoch == 3)
+    assert callback.planned_epochs == 4 and int(schedule.total_steps.numpy()) == 4
+
+
 def test_a_resumed_run_keeps_the_epochs_it_fitted_to_its_budget(tiny_kaggle_dir, tmp_path):
     first = TrainConfig(epochs=4, time_budget_minutes=1e-4, **TINY)  # stops after one epoch
     assert training.train(tiny_kaggle_dir, tmp_path, first, progress=False).epochs_done == 1
@@ -297,6 +344,7 @@ def test_precision_choice_on_cpu(monkeypatch):
         ("aux_loss_weight", -0.4),
         ("ema_momentum", 1.0),
         ("precise_bn_batches", -1),
+        ("missing_sequence_rate", 1.5),
     ],
 )
 def test_bad_config_is_refused(field, value):
@@ -318,6 +366,7 @@ def test_run_folder_from_before_the_auxiliary_head_and_averaging_resumes_without
     (tmp_path / "config.json").write_text(json.dumps(saved))
     config, _ = training.load_run_config(tmp_path)
     assert (config.aux_loss_weight, config.ema_momentum, config.precise_bn_batches) == (0, None, 0)
+    assert config.missing_sequence_rate == 0.0
     assert config.epochs == 3
 
 
