@@ -271,7 +271,8 @@ Unset options keep the recipe's defaults:
       55 to 73 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
   with a GPU: vgg16 with ImageNet weights, 256 px, 60 epochs, batch 16, mixed precision.
 Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss plus 0.4 x the loss of
-an auxiliary head (training only), augmentation, 15% of patients for validation and 15% held
+an auxiliary head (training only), augmentation (flip, rotation, scale, intensity, and FLAIR
+in place of a missing sequence in 15% of slices), 15% of patients for validation and 15% held
 out for testing, seed 0.""",
         epilog="example:\n  pspseg train --data data/synthetic --out runs/first --time-budget 10",
     )

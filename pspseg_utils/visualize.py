@@ -78,7 +78,7 @@ def show_article_figure(image, prediction, *, title: str = "Raw | predicted mask
 
 
 def show_augmentations(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, title=""):
-    """A row of augmented versions of one slice (FLAIR with the mask outlined)."""
+    """A row of augmented versions of one slice (the three sequences as RGB, mask outlined)."""
     figure, axes = plt.subplots(1, len(images), figsize=(2.3 * len(images), 2.6))
     for index, (axis, image, mask) in enumerate(
         zip(np.atleast_1d(axes), images, masks, strict=True)
@@ -86,7 +86,7 @@ def show_augmentations(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]
         shown = np.clip(image, 0, 255).astype(np.uint8)
         _panel(axis, overlay(shown, mask, colour=TRUTH_COLOUR, alpha=0.0),
                "original" if index == 0 else f"augmented #{index}")  # fmt: skip
-    figure.suptitle(title or "Augmentation: flip, rotation, scale, intensity")
+    figure.suptitle(title or "Augmentation: flip, rotation, scale, intensity, missing sequence")
     figure.tight_layout()
     return figure
 

@@ -103,7 +103,10 @@ print(f"{SOURCE} data: {summary.patients} patients, {summary.slices} slices, "
         md("""
 ## Three MRI sequences, one mask
 Each slice stacks three co-registered sequences: pre-contrast, FLAIR (where these gliomas
-show bright) and post-contrast. The mask marks the FLAIR abnormality, drawn by a reader."""),
+show bright) and post-contrast. The mask marks the FLAIR abnormality, drawn by a reader.
+For 15 of the 110 patients a sequence is missing, and the dataset puts FLAIR in its place: such
+a patient's slices look grey in the overlay (RGB = the three sequences), where the
+others are tinted."""),
         code("""
 example = max(records, key=lambda r: r.tumour_pixels)
 image, mask = data.read_image(example.image_path), data.read_mask(example.mask_path)
@@ -134,14 +137,16 @@ print({name: len(patients) for name, patients in split.items()}, "patients")""")
         md("""
 ## The input pipeline
 Slices are decoded once (`tf.io` cannot read TIFF) and kept in memory; `tf.data` then shuffles,
-augments (left-right flip, +-10 degree rotation, 0.9-1.1 scale, intensity gain and gamma),
+augments (left-right flip, +-10 degree rotation, 0.9-1.1 scale, intensity gain and gamma, and
+in 15% of slices FLAIR in place of another sequence, as for the patients who lack one),
 batches and prefetches, all from one seed. The model standardises each slice itself."""),
         code("""
 train_records = data.select_patients(records, split["train"])
 images, masks = data.load_arrays(train_records[:64], image_size=CONFIG.image_size, progress=False)
 index = int(np.argmax(masks.reshape(len(masks), -1).sum(1)))
 stream = data.make_dataset(images[index:index + 1].repeat(5, 0), masks[index:index + 1].repeat(5, 0),
-                           batch_size=5, augment=True, seed=SEED)
+                           batch_size=5, augment=True, seed=SEED,
+                           missing_sequence_rate=CONFIG.missing_sequence_rate)
 augmented, augmented_masks = next(iter(stream))
 visualize.show_augmentations([images[index], *augmented.numpy()[1:]],
                              [masks[index], *augmented_masks.numpy()[1:, ..., 0]])
