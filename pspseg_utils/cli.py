@@ -268,7 +268,7 @@ Running the same command again resumes after the last finished epoch.
 Unset options keep the recipe's defaults:
   without a GPU (the CPU recipe): mobilenetv2_050, 128 px, batch 16, lr 0.002, bfloat16
       where the CPU has it, a 25-minute budget: as many epochs as fit in it (at most 100;
-      55 to 73 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
+      53 to 69 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
   with a GPU: vgg16 with ImageNet weights, 256 px, 60 epochs, batch 16, mixed precision.
 Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss plus 0.4 x the loss of
 an auxiliary head (training only), augmentation (flip, rotation, scale, intensity, and FLAIR
