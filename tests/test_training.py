@@ -232,51 +232,55 @@ def test_epochs_that_fit_rejects_a_zero_epoch_time():
         )
 
 
+def started_budget_callback(tmp_path, *, minutes, ticks, steps_per_epoch):
+    """A FitScheduleToBudget over a 100-epoch schedule whose clock reads `ticks` in turn, as
+    model.fit starts it; returns (callback, schedule, model)."""
+    ticks = iter(ticks)
+    schedule = training.DecaySchedule(1e-3, 100 * steps_per_epoch)
+    callback = training.FitScheduleToBudget(
+        minutes, schedule=schedule, steps_per_epoch=steps_per_epoch,
+        plan_path=tmp_path / "plan.json", clock=lambda: next(ticks),
+    )  # fmt: skip
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    callback.set_model(model)
+    callback.set_params({"epochs": 100})
+    callback.on_train_begin()
+    return callback, schedule, model
+
+
+def run_epochs(callback, epochs):
+    for epoch in epochs:
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch)
+        yield epoch
+
+
 def test_fit_schedule_to_budget_times_the_second_epoch(tmp_path):
     """A 10-minute budget; epoch 1 takes 130 s (tracing), epoch 2 takes 20 s: 450 s are left,
     which hold 21 more epochs of 21 s (20 s + 5%): 23 in all, of the 100 planned."""
     # Train begins; epoch 1 begins, ends; epoch 2 begins, ends; epoch 23 begins, ends (well
     # inside the budget, so that only the plan stops the run).
-    ticks = iter([0.0, 0.0, 130.0, 130.0, 150.0, 400.0, 420.0])
-    schedule = training.DecaySchedule(1e-3, 100 * 10)
-    callback = training.FitScheduleToBudget(
-        10, schedule=schedule, steps_per_epoch=10, plan_path=tmp_path / "plan.json",
-        clock=lambda: next(ticks),
+    callback, schedule, model = started_budget_callback(
+        tmp_path, minutes=10, ticks=[0.0, 0.0, 130.0, 130.0, 150.0, 400.0, 420.0],
+        steps_per_epoch=10,
     )  # fmt: skip
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    model.stop_training = False  # as model.fit starts
-    callback.set_model(model)
-    callback.set_params({"epochs": 100})
-    callback.on_train_begin()
-    for epoch in (0, 1):
-        callback.on_epoch_begin(epoch)
-        callback.on_epoch_end(epoch)
+    list(run_epochs(callback, (0, 1)))
     assert json.loads((tmp_path / "plan.json").read_text()) == {"epochs": 23, "budget_minutes": 10}
     assert int(schedule.total_steps.numpy()) == 230
     assert not model.stop_training
-    callback.on_epoch_begin(22)
-    callback.on_epoch_end(22)  # the 23rd epoch
+    list(run_epochs(callback, (22,)))  # the 23rd epoch
     assert model.stop_training
 
 
 def test_fit_schedule_to_budget_plans_again_from_the_median_epoch(tmp_path):
     """A 10-minute budget; epoch 1 traces (130 s), epoch 2 is slowed (40 s), the rest take 20 s.
-    The plan follows the median epoch time while in its first half, then stays."""
-    ticks = iter([0.0, 0.0, 130.0, 130.0, 170.0, 170.0, 190.0, 190.0, 210.0, 210.0, 230.0])
-    schedule = training.DecaySchedule(1e-3, 100 * 10)
-    callback = training.FitScheduleToBudget(
-        10, schedule=schedule, steps_per_epoch=10, plan_path=tmp_path / "plan.json",
-        clock=lambda: next(ticks),
-    )  # fmt: skip
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    callback.set_model(model)
-    callback.set_params({"epochs": 100})
-    callback.on_train_begin()
-    plans = []
-    for epoch in range(5):
-        callback.on_epoch_begin(epoch)
-        callback.on_epoch_end(epoch)
-        plans.append(callback.planned_epochs)
+    The plan follows the median epoch time while in its first half."""
+    ticks = [0.0, 0.0, 130.0, 130.0, 170.0, 170.0, 190.0, 190.0, 210.0, 210.0, 230.0]
+    callback, schedule, _ = started_budget_callback(
+        tmp_path, minutes=10, ticks=ticks, steps_per_epoch=10
+    )
+    plans = [callback.planned_epochs for _ in run_epochs(callback, range(5))]
     # After epoch 2: 430 s left / (1.05 x 40 s) -> 10 more. Epoch 3: median 30 s, 410 s left
     # -> 13 more. Epoch 4: median 20 s, 390 s left -> 18 more. Epoch 5: 370 s -> 17 more.
     assert plans == [None, 12, 16, 22, 22]
@@ -288,21 +292,12 @@ def test_fit_schedule_to_budget_keeps_the_plan_in_its_second_half(tmp_path):
     """Planned 4 epochs (an 80 s epoch 2 ends at 90 s of a 5-minute budget: 210 s hold 2 more);
     epoch 3 takes 1 s, which would allow more, but 3 > 4 / 2: the plan stays, and the run stops
     after epoch 4."""
-    ticks = iter([0.0, 0.0, 10.0, 10.0, 90.0, 90.0, 91.0, 91.0, 92.0])
-    schedule = training.DecaySchedule(1e-3, 100)
-    callback = training.FitScheduleToBudget(
-        5, schedule=schedule, steps_per_epoch=1, plan_path=tmp_path / "plan.json",
-        clock=lambda: next(ticks),
+    callback, schedule, model = started_budget_callback(
+        tmp_path, minutes=5, ticks=[0.0, 0.0, 10.0, 10.0, 90.0, 90.0, 91.0, 91.0, 92.0],
+        steps_per_epoch=1,
     )  # fmt: skip
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    model.stop_training = False
-    callback.set_model(model)
-    callback.set_params({"epochs": 100})
-    callback.on_train_begin()
-    for epoch in range(4):
-        callback.on_epoch_begin(epoch)
-        callback.on_epoch_end(epoch)
-        assert model.stop_training == (epoch == 3)
+    stops = [model.stop_training for _ in run_epochs(callback, range(4))]
+    assert stops == [False, False, False, True]
     assert callback.planned_epochs == 4 and int(schedule.total_steps.numpy()) == 4
 
 
