@@ -146,7 +146,7 @@ images, masks = data.load_arrays(train_records[:64], image_size=CONFIG.image_siz
 index = int(np.argmax(masks.reshape(len(masks), -1).sum(1)))
 stream = data.make_dataset(images[index:index + 1].repeat(5, 0), masks[index:index + 1].repeat(5, 0),
                            batch_size=5, augment=True, seed=SEED,
-                           missing_sequence_rate=CONFIG.missing_sequence_rate)
+                           missing_sequence_rate=0.5)  # training uses 0.15; 0.5 shows it here
 augmented, augmented_masks = next(iter(stream))
 visualize.show_augmentations([images[index], *augmented.numpy()[1:]],
                              [masks[index], *augmented_masks.numpy()[1:, ..., 0]])
