@@ -417,24 +417,22 @@ class FitScheduleToBudget(TimeBudget):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.epochs_timed = 0
-        self.epoch_times: list[float] = []  # this process's epochs, but the first (tracing)
+        self.epoch_times: list[float] = []  # this process's epochs
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
-        self.epochs_timed += 1
-        if self.epochs_timed >= 2:
-            self.epoch_times.append(self.epoch_seconds)
-            if self.planned_epochs is None or epoch + 1 <= self.planned_epochs // 2:
-                self._plan(epochs_done=epoch + 1)
+        self.epoch_times.append(self.epoch_seconds)
+        timed = self.epoch_times[1:]  # the first epoch includes tracing
+        if timed and (self.planned_epochs is None or epoch + 1 <= self.planned_epochs // 2):
+            self._plan(epochs_done=epoch + 1, epoch_seconds=statistics.median(timed))
         if self.planned_epochs is not None and epoch + 1 >= self.planned_epochs:
             self.model.stop_training = True
 
-    def _plan(self, *, epochs_done: int) -> None:
+    def _plan(self, *, epochs_done: int, epoch_seconds: float) -> None:
         fitting = epochs_that_fit(
             budget_seconds=self.seconds,
             elapsed_seconds=self.elapsed_seconds,
-            epoch_seconds=statistics.median(self.epoch_times),
+            epoch_seconds=epoch_seconds,
             epochs_done=epochs_done,
         )
         planned = min(self.params["epochs"], fitting)
