@@ -392,10 +392,11 @@ def epochs_that_fit(
 class FitScheduleToBudget(TimeBudget):
     """A TimeBudget that also shortens the run, and its learning-rate schedule with it, to the
     epochs that fit in `minutes`, at most the planned ones. It plans after the second epoch of
-    this process (the first includes tracing) and plans again after each epoch of the first half
-    of the plan, from the median epoch time so far: one slow or disturbed epoch does not set the
-    plan, and the end of the schedule is not moved once it is near. Each plan is saved as
-    `plan_path` (JSON), so that a resumed run keeps it.
+    this process (the first includes tracing) and plans again after every later epoch, from the
+    median epoch time so far: one slow or disturbed epoch does not set the plan. In the plan's
+    second half a new plan may only end sooner: the learning rate never climbs again near the
+    end, and epochs that turn slow still end the schedule before the budget stops the run. Each
+    plan is saved as `plan_path` (JSON), so that a resumed run keeps it.
 
     Without this, a time budget cuts a slow machine's run before its learning rate has decayed,
     and a fast machine finishes the planned epochs with budget to spare.
@@ -423,12 +424,17 @@ class FitScheduleToBudget(TimeBudget):
         super().on_epoch_end(epoch, logs)
         self.epoch_times.append(self.epoch_seconds)
         timed = self.epoch_times[1:]  # the first epoch includes tracing
-        if timed and (self.planned_epochs is None or epoch + 1 <= self.planned_epochs // 2):
-            self._plan(epochs_done=epoch + 1, epoch_seconds=statistics.median(timed))
+        if timed:
+            first_half = self.planned_epochs is None or epoch + 1 <= self.planned_epochs // 2
+            self._plan(
+                epochs_done=epoch + 1,
+                epoch_seconds=statistics.median(timed),
+                may_grow=first_half,
+            )
         if self.planned_epochs is not None and epoch + 1 >= self.planned_epochs:
             self.model.stop_training = True
 
-    def _plan(self, *, epochs_done: int, epoch_seconds: float) -> None:
+    def _plan(self, *, epochs_done: int, epoch_seconds: float, may_grow: bool) -> None:
         fitting = epochs_that_fit(
             budget_seconds=self.seconds,
             elapsed_seconds=self.elapsed_seconds,
@@ -436,7 +442,7 @@ class FitScheduleToBudget(TimeBudget):
             epochs_done=epochs_done,
         )
         planned = min(self.params["epochs"], fitting)
-        if planned == self.planned_epochs:
+        if planned == self.planned_epochs or (not may_grow and planned > self.planned_epochs):
             return
         again = " again" if self.planned_epochs is not None else ""
         self.planned_epochs = planned

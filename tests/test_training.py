@@ -301,6 +301,18 @@ def test_fit_schedule_to_budget_keeps_the_plan_in_its_second_half(tmp_path):
     assert callback.planned_epochs == 4 and int(schedule.total_steps.numpy()) == 4
 
 
+def test_fit_schedule_to_budget_ends_sooner_when_late_epochs_turn_slow(tmp_path):
+    """Planned 4 epochs as above; epoch 3 then takes 160 s and ends at 250 s: the median epoch
+    (120 s) leaves room for no 4th, so the schedule now ends after epoch 3, where the run stops."""
+    callback, schedule, model = started_budget_callback(
+        tmp_path, minutes=5, ticks=[0.0, 0.0, 10.0, 10.0, 90.0, 90.0, 250.0], steps_per_epoch=1
+    )
+    plans = [callback.planned_epochs for _ in run_epochs(callback, range(3))]
+    assert plans == [None, 4, 3]
+    assert model.stop_training and int(schedule.total_steps.numpy()) == 3
+    assert json.loads((tmp_path / "plan.json").read_text())["epochs"] == 3
+
+
 def test_a_resumed_run_keeps_the_epochs_it_fitted_to_its_budget(tiny_kaggle_dir, tmp_path):
     first = TrainConfig(epochs=4, time_budget_minutes=1e-4, **TINY)  # stops after one epoch
     assert training.train(tiny_kaggle_dir, tmp_path, first, progress=False).epochs_done == 1
