@@ -402,15 +402,16 @@ class FocalLoss(keras.losses.Loss):
 # Factory
 # ---------------------------------------------------------------------------------------------
 
-LOSS_NAMES = ("dice", "bce_dice", "focal", "crossentropy")
+LOSS_NAMES = ("dice", "bce_dice", "bce_batch_dice", "focal", "crossentropy")
 
 
 def get_loss(name: str, *, num_classes: int, from_logits: bool = False) -> keras.losses.Loss:
     """Returns a loss by name, for a model with `num_classes` output channels.
 
     Args:
-        name: str. One of `"dice"` (`SoftDiceLoss`), `"bce_dice"` (`BCEDiceLoss`), `"focal"`
-            (`FocalLoss`) or `"crossentropy"` (`keras.losses.BinaryCrossentropy` when
+        name: str. One of `"dice"` (`SoftDiceLoss`), `"bce_dice"` (`BCEDiceLoss`),
+            `"bce_batch_dice"` (`BCEDiceLoss(per_image=False)`, Dice pooled over the batch),
+            `"focal"` (`FocalLoss`) or `"crossentropy"` (`keras.losses.BinaryCrossentropy` when
             `num_classes == 1`, `keras.losses.SparseCategoricalCrossentropy` otherwise).
         num_classes: int. Channels C of the model output: 1 for a binary sigmoid model, >= 2 for
             a softmax model (the custom losses also read C from `y_pred`).
@@ -433,6 +434,8 @@ def get_loss(name: str, *, num_classes: int, from_logits: bool = False) -> keras
         return SoftDiceLoss(from_logits=from_logits)
     if name == "bce_dice":
         return BCEDiceLoss(from_logits=from_logits)
+    if name == "bce_batch_dice":
+        return BCEDiceLoss(from_logits=from_logits, per_image=False)
     if name == "focal":
         return FocalLoss(from_logits=from_logits)
     if name == "crossentropy":

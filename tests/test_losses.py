@@ -226,6 +226,7 @@ def test_mixed_precision_input_gives_float32():
     [
         ("dice", 1, SoftDiceLoss),
         ("bce_dice", 4, BCEDiceLoss),
+        ("bce_batch_dice", 1, BCEDiceLoss),
         ("focal", 1, FocalLoss),
         ("crossentropy", 1, keras.losses.BinaryCrossentropy),
         ("crossentropy", 4, keras.losses.SparseCategoricalCrossentropy),
@@ -235,6 +236,21 @@ def test_get_loss(name, num_classes, expected_type):
     loss = get_loss(name, num_classes=num_classes, from_logits=True)
     assert type(loss) is expected_type
     assert loss.get_config()["from_logits"] is True
+
+
+def test_bce_batch_dice_pools_the_dice_over_the_batch():
+    # Image 1 has no tumour and one false-alarm pixel at p = 1; image 2 (3 tumour pixels) is
+    # predicted perfectly. Per image: Dice (0 + 1) / (1 + 1) = 0.5 and 1, loss 1 - 0.75 = 0.25.
+    # Pooled: (2 * 3 + 1) / (3 + 4 + 1) = 0.875, loss 0.125. The BCE part, the same in both,
+    # cancels in the difference.
+    false_alarm = EMPTY_3X3.copy()
+    false_alarm[0, 0] = 1
+    y_true = np.stack([EMPTY_3X3, TRUTH_3X3])
+    y_pred = np.stack([false_alarm, TRUTH_3X3])[..., None].astype("float32")
+    assert get_loss("bce_batch_dice", num_classes=1).get_config()["per_image"] is False
+    per_image = _value(get_loss("bce_dice", num_classes=1), y_true, y_pred)
+    pooled = _value(get_loss("bce_batch_dice", num_classes=1), y_true, y_pred)
+    assert per_image - pooled == pytest.approx(0.25 - 0.125, abs=1e-5)
 
 
 @pytest.mark.parametrize(

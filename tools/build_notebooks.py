@@ -332,8 +332,9 @@ finished epoch, with the same learning-rate plan.
 
 A time budget also sizes the run: once an epoch has been timed, `train` plans as many epochs
 as fit in the budget (at most `epochs`) and lets the learning rate decay to zero over exactly
-those, so a slow laptop and a fast one both finish their schedule in time. Until half-way it
-plans again after each epoch from the median epoch time, so one slow epoch does not decide."""),
+those, so a slow laptop and a fast one both finish their schedule in time. It plans again
+after each epoch from the median epoch time, so one slow epoch does not decide; after half-way
+a new plan may only end sooner, so the learning rate never climbs back up near the end."""),
         code("""
 import dataclasses
 import shutil
