@@ -138,8 +138,8 @@ def measure_training(
     backbone, size, batch, *, precision, output_stride, jit_compile, warmup, steps, cached=False
 ) -> dict:
     model = _model(backbone, size, precision, output_stride)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=get_loss("bce_dice", num_classes=1),
-                  jit_compile=jit_compile)  # fmt: skip
+    loss = get_loss("bce_batch_dice", num_classes=1)  # the recipe's
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, jit_compile=jit_compile)
     images, masks = _random_slices(max(4 * batch, 32), size)
     if cached and keras.backend.backend() == "tensorflow":
         import tensorflow as tf

@@ -268,12 +268,12 @@ Running the same command again resumes after the last finished epoch.
 Unset options keep the recipe's defaults:
   without a GPU (the CPU recipe): mobilenetv2_050, 128 px, batch 16, lr 0.002, bfloat16
       where the CPU has it, a 25-minute budget: as many epochs as fit in it (at most 100;
-      53 to 69 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
+      48 to 69 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
   with a GPU: vgg16 with ImageNet weights, 256 px, 60 epochs, batch 16, mixed precision.
-Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss plus 0.4 x the loss of
-an auxiliary head (training only), augmentation (flip, rotation, scale, intensity, and FLAIR
-in place of a missing sequence in 15% of slices), 15% of patients for validation and 15% held
-out for testing, seed 0.""",
+Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss (the Dice pooled over
+the batch) plus 0.4 x the loss of an auxiliary head (training only), augmentation (flip,
+rotation, scale, intensity, and FLAIR in place of a missing sequence in 15% of slices), 15% of
+patients for validation and 15% held out for testing, seed 0.""",
         epilog="example:\n  pspseg train --data data/synthetic --out runs/first --time-budget 10",
     )
     train.add_argument("--data", type=Path, required=True, help="dataset folder")
