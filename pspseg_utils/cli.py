@@ -338,7 +338,7 @@ patients for validation and 15% held out for testing, seed 0.""",
     )
     predict.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
     predict.add_argument("--out", type=Path, required=True)
-    _add_prediction_options(predict)
+    _add_prediction_options(predict, largest_of="of each image")
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser(
@@ -360,7 +360,9 @@ patients for validation and 15% held out for testing, seed 0.""",
         help="per-slice table; per-patient goes to CSV_patients.csv beside it",
     )
     evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
-    _add_prediction_options(evaluate)
+    _add_prediction_options(
+        evaluate, largest_of="of each patient's volume (as Buda et al. 2019 evaluate)"
+    )
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser(
@@ -375,7 +377,7 @@ patients for validation and 15% held out for testing, seed 0.""",
     return parser
 
 
-def _add_prediction_options(parser: argparse.ArgumentParser) -> None:
+def _add_prediction_options(parser: argparse.ArgumentParser, *, largest_of: str) -> None:
     parser.add_argument(
         "--threshold", type=float, default=0.5, help="cut-off on P(tumour) (default 0.5)"
     )
@@ -383,7 +385,7 @@ def _add_prediction_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-largest",
         action="store_true",
-        help="keep only the largest connected region per slice",
+        help=f"keep only the largest connected region {largest_of}",
     )
 
 

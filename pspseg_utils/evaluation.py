@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,36 +83,48 @@ def evaluate(
 ) -> EvaluationResult:
     """Predict every slice at its original resolution and score it, then each patient's volume.
 
+    With `keep_largest`, only the largest connected region of each patient's predicted volume
+    (its slices stacked in order; all of one size) is kept, as Buda et al. (2019) evaluate:
+    a stray region on a slice far from the tumour is dropped, the tumour's own slices are not.
+
     Returns:
-        EvaluationResult with `slices` (one dict per slice), `patients` (one per patient, volume
-        Dice etc.) and `summary`: patients, slices, patient_dice_mean / _median, slice_dice_mean
-        (over all slices) and slice_dice_tumour_mean (over slices with tumour), and detection.
+        EvaluationResult with `slices` (one dict per slice, by patient then slice index),
+        `patients` (one per patient, volume Dice etc.) and `summary`: patients, slices,
+        patient_dice_mean / _median, slice_dice_mean (over all slices) and
+        slice_dice_tumour_mean (over slices with tumour), and detection.
     """
     if not records:
         raise ValueError("evaluate got no slices; check the data folder and the split")
+    records = sorted(records, key=lambda r: (r.patient_id, r.slice_index))
     predictions = inference.iter_predictions(
         model,
         [r.image_path for r in records],
         threshold=threshold,
         tta=tta,
-        keep_largest=keep_largest,
         batch_size=batch_size,
         progress=progress,
         desc="Evaluating",
     )
-    rows = [
-        {
-            "patient": record.patient_id,
-            "slice": record.slice_index,
-            **score_slice(data.read_mask(record.mask_path), prediction),
-        }
-        for record, (_, _, prediction) in zip(records, predictions, strict=True)
-    ]
+    rows, patients = [], []
+    by_patient = itertools.groupby(
+        zip(records, (mask for _, _, mask in predictions), strict=True),
+        key=lambda pair: pair[0].patient_id,
+    )
+    for patient, pairs in by_patient:
+        patient_records, masks = zip(*pairs, strict=True)
+        if keep_largest:
+            masks = inference.largest_component(_volume(patient, masks))
+        slices = [
+            {
+                "patient": patient,
+                "slice": record.slice_index,
+                **score_slice(data.read_mask(record.mask_path), mask),
+            }
+            for record, mask in zip(patient_records, masks, strict=True)
+        ]
+        rows += slices
+        patients.append({"patient": patient, **score_patient(slices)})
 
-    by_patient: dict[str, list[dict]] = {}
-    for row in rows:
-        by_patient.setdefault(row["patient"], []).append(row)
-    patients = [{"patient": p, **score_patient(s)} for p, s in sorted(by_patient.items())]
     patient_dice = np.array([p["dice"] for p in patients])
     tumour_slices = [r["dice"] for r in rows if r["true_pixels"] > 0]
     summary = {
@@ -125,6 +138,17 @@ def evaluate(
         **_detection(rows),
     }
     return EvaluationResult(rows, patients, summary)
+
+
+def _volume(patient: str, masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack one patient's slice masks into (S, H, W), refusing slices of different sizes."""
+    sizes = sorted({mask.shape for mask in masks})
+    if len(sizes) > 1:
+        raise ValueError(
+            f"patient {patient} has slices of different sizes {sizes}; the largest region of a "
+            "volume needs one size: evaluate without keep_largest (--keep-largest)"
+        )
+    return np.stack(masks)
 
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+from scipy import ndimage
 from tqdm.auto import tqdm
 
 from pspseg_utils import data, losses, metrics, models  # noqa: F401 - registers custom objects
@@ -98,12 +99,17 @@ def predict_probabilities(
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """Keep only the largest 8-connected foreground region of a 2-D label mask (others -> 0)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), 8)
-    if count <= 2:  # background only, or one region
+    """Keep only the largest connected foreground region of a label mask (others -> 0).
+
+    `mask` is one slice (H, W) or a patient's volume (S, H, W) of consecutive slices; pixels
+    touching at an edge or a corner are connected (8 neighbours in a slice, 26 in a volume).
+    An empty mask or a single region comes back unchanged.
+    """
+    regions, count = ndimage.label(mask > 0, structure=np.ones((3,) * mask.ndim, bool))
+    if count <= 1:
         return mask
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return np.where(labels == largest, mask, 0).astype(mask.dtype)
+    largest = 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
+    return np.where(regions == largest, mask, 0).astype(mask.dtype)
 
 
 def _to_labels(probabilities: np.ndarray, threshold: float) -> np.ndarray:

@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import csv  # noqa: E402
 import math  # noqa: E402
 
+import cv2  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -274,14 +275,65 @@ def test_evaluate_all_tumour_model(records, truths):
     )
 
 
-def test_evaluate_rows_follow_the_records(records):
-    result = evaluation.evaluate(_constant_model(-20.0), records, batch_size=5, progress=False)
-    assert [(r["patient"], r["slice"]) for r in result.slices] == [
+def test_evaluate_rows_come_by_patient_then_slice(records):
+    shuffled = list(reversed(records))
+    result = evaluation.evaluate(_constant_model(-20.0), shuffled, batch_size=5, progress=False)
+    assert [(r["patient"], r["slice"]) for r in result.slices] == sorted(
         (r.patient_id, r.slice_index) for r in records
-    ]
+    )
     assert all(set(row) == SLICE_KEYS for row in result.slices)
     assert [p["patient"] for p in result.patients] == sorted({r.patient_id for r in records})
     assert all(set(row) == PATIENT_KEYS for row in result.patients)
+
+
+def _bright_pixel_model(size: int) -> keras.Model:
+    """P(tumour) near 1 where a pixel is bright (255 in every channel), near 0 where black."""
+    inputs = keras.Input((size, size, 3))
+    outputs = keras.layers.Conv2D(
+        1,
+        1,
+        kernel_initializer=keras.initializers.Constant(0.1),
+        bias_initializer=keras.initializers.Constant(-20.0),
+        activation="sigmoid",
+    )(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def _write_patient(folder, bright: np.ndarray, truth: np.ndarray) -> list[data.SliceRecord]:
+    """One patient's slices as PNG files: images bright where `bright` is set, masks `truth`."""
+    records = []
+    for index, (where, mask) in enumerate(zip(bright, truth, strict=True)):
+        image_path, mask_path = folder / f"P_{index + 1}.png", folder / f"P_{index + 1}_mask.png"
+        cv2.imwrite(str(image_path), np.repeat(where[..., None] * 255, 3, axis=2))
+        cv2.imwrite(str(mask_path), mask * 255)
+        records.append(data.SliceRecord("P", index + 1, image_path, mask_path, int(mask.sum())))
+    return records
+
+
+def test_evaluate_keeps_the_largest_region_of_each_volume(tmp_path):
+    # The tumour is a 2 x 2 column through three 8 x 8 slices (12 voxels); the "model" also
+    # marks a 3 x 3 blob on the last slice (9 pixels): the largest region of that slice alone.
+    truth = np.zeros((3, 8, 8), np.uint8)
+    truth[:, :2, :2] = 1
+    bright = truth.copy()
+    bright[2, 5:, 5:] = 1
+    records = _write_patient(tmp_path, bright, truth)
+    model = _bright_pixel_model(8)
+
+    plain = evaluation.evaluate(model, records, progress=False)
+    cleaned = evaluation.evaluate(model, records, keep_largest=True, progress=False)
+
+    assert plain.patients[0]["dice"] == pytest.approx(2 * 12 / (12 + 21))
+    assert cleaned.patients[0]["dice"] == 1.0
+    assert [r["predicted_pixels"] for r in cleaned.slices] == [4, 4, 4]
+
+
+def test_keep_largest_refuses_a_volume_of_mixed_sizes(tmp_path):
+    records = _write_patient(tmp_path, np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8), np.uint8))
+    cv2.imwrite(str(records[1].image_path), np.zeros((10, 10, 3), np.uint8))
+    cv2.imwrite(str(records[1].mask_path), np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match=r"patient P has slices of different sizes"):
+        evaluation.evaluate(_bright_pixel_model(8), records, keep_largest=True, progress=False)
 
 
 def test_evaluate_without_records_is_refused():

@@ -233,6 +233,25 @@ def test_largest_component(mask, expected):
     assert kept.dtype == mask.dtype
 
 
+def test_largest_component_of_a_volume():
+    # A 2 x 2 column through three slices (12 voxels) beats a 3 x 3 blob (9) on the last slice,
+    # which a slice on its own would keep; slices touching only at a corner still connect.
+    volume = np.zeros((3, 6, 6), np.uint8)
+    volume[:, :2, :2] = 1
+    volume[2, 3:, 3:] = 1
+    kept = inference.largest_component(volume)
+    expected = np.zeros_like(volume)
+    expected[:, :2, :2] = 1
+    np.testing.assert_array_equal(kept, expected)
+    np.testing.assert_array_equal(inference.largest_component(volume[2]), volume[2] - expected[2])
+
+    diagonal = np.zeros((2, 4, 4), np.uint8)
+    diagonal[0, 0, 0] = diagonal[1, 1, 1] = 1  # touching at a corner across slices
+    diagonal[1, 3, 3] = 1
+    np.testing.assert_array_equal(inference.largest_component(diagonal)[1, 3, 3], 0)
+    assert inference.largest_component(diagonal).sum() == 2
+
+
 def test_keep_largest_in_predict(all_tumour):
     # A constant-1 model paints the whole image: one region, kept whole.
     assert inference.predict(all_tumour, _image(20, 30), keep_largest=True).sum() == 20 * 30
