@@ -338,7 +338,7 @@ patients for validation and 15% held out for testing, seed 0.""",
     )
     predict.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
     predict.add_argument("--out", type=Path, required=True)
-    _add_prediction_options(predict, largest_of="of each image")
+    _add_prediction_options(predict, largest_of="of each image", clean_up=False)
     predict.set_defaults(run=_predict)
 
     evaluate = commands.add_parser(
@@ -346,7 +346,9 @@ patients for validation and 15% held out for testing, seed 0.""",
         help="Dice, IoU, precision, recall, HD95 per slice and per patient",
         description="Score a model on DATA. --split test|val uses the run folder's split.json "
         "(the patients the model never trained on); --split all scores every patient in DATA. "
-        "Per-patient Dice is computed over the whole volume, as in Buda et al. 2019.",
+        "Per-patient Dice is computed over the whole volume, as in Buda et al. 2019. The "
+        "prediction is averaged with that of the mirrored slice and only the largest region of "
+        "each patient's volume is kept (--no-tta, --no-keep-largest score the raw prediction).",
     )
     evaluate.add_argument(
         "--model", type=Path, required=True, help="a run folder, or a .keras file inside one"
@@ -361,7 +363,9 @@ patients for validation and 15% held out for testing, seed 0.""",
     )
     evaluate.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_prediction_options(
-        evaluate, largest_of="of each patient's volume (as Buda et al. 2019 evaluate)"
+        evaluate,
+        largest_of="of each patient's volume, as Buda et al. 2019 evaluate",
+        clean_up=True,
     )
     evaluate.set_defaults(run=_evaluate)
 
@@ -377,15 +381,24 @@ patients for validation and 15% held out for testing, seed 0.""",
     return parser
 
 
-def _add_prediction_options(parser: argparse.ArgumentParser, *, largest_of: str) -> None:
+def _add_prediction_options(
+    parser: argparse.ArgumentParser, *, largest_of: str, clean_up: bool
+) -> None:
     parser.add_argument(
         "--threshold", type=float, default=0.5, help="cut-off on P(tumour) (default 0.5)"
     )
-    parser.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    default = "on" if clean_up else "off"
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=clean_up,
+        help=f"average with the prediction of the mirrored image ({default} by default)",
+    )
     parser.add_argument(
         "--keep-largest",
-        action="store_true",
-        help=f"keep only the largest connected region {largest_of}",
+        action=argparse.BooleanOptionalAction,
+        default=clean_up,
+        help=f"keep only the largest connected region {largest_of} ({default} by default)",
     )
 
 

@@ -76,16 +76,18 @@ def evaluate(
     records: Sequence[data.SliceRecord],
     *,
     threshold: float = 0.5,
-    tta: bool = False,
-    keep_largest: bool = False,
+    tta: bool = True,
+    keep_largest: bool = True,
     batch_size: int = 16,
     progress: bool = True,
 ) -> EvaluationResult:
     """Predict every slice at its original resolution and score it, then each patient's volume.
 
-    With `keep_largest`, only the largest connected region of each patient's predicted volume
-    (its slices stacked in order; all of one size) is kept, as Buda et al. (2019) evaluate:
-    a stray region on a slice far from the tumour is dropped, the tumour's own slices are not.
+    By default the model's prediction is cleaned up as the recipe does: `tta` averages it with
+    the prediction of the mirrored slice, and `keep_largest` keeps only the largest connected
+    region of each patient's predicted volume (its slices stacked in order; all of one size), as
+    Buda et al. (2019) evaluate: a stray region on a slice far from the tumour is dropped.
+    Both raised the validation Dice of every patient split (README, Results).
 
     Returns:
         EvaluationResult with `slices` (one dict per slice, by patient then slice index),
@@ -146,7 +148,7 @@ def _volume(patient: str, masks: Sequence[np.ndarray]) -> np.ndarray:
     if len(sizes) > 1:
         raise ValueError(
             f"patient {patient} has slices of different sizes {sizes}; the largest region of a "
-            "volume needs one size: evaluate without keep_largest (--keep-largest)"
+            "volume needs one size: evaluate with keep_largest=False (--no-keep-largest)"
         )
     return np.stack(masks)
 

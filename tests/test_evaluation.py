@@ -320,8 +320,8 @@ def test_evaluate_keeps_the_largest_region_of_each_volume(tmp_path):
     records = _write_patient(tmp_path, bright, truth)
     model = _bright_pixel_model(8)
 
-    plain = evaluation.evaluate(model, records, progress=False)
-    cleaned = evaluation.evaluate(model, records, keep_largest=True, progress=False)
+    plain = evaluation.evaluate(model, records, keep_largest=False, progress=False)
+    cleaned = evaluation.evaluate(model, records, progress=False)  # keep_largest by default
 
     assert plain.patients[0]["dice"] == pytest.approx(2 * 12 / (12 + 21))
     assert cleaned.patients[0]["dice"] == 1.0
@@ -333,7 +333,7 @@ def test_keep_largest_refuses_a_volume_of_mixed_sizes(tmp_path):
     cv2.imwrite(str(records[1].image_path), np.zeros((10, 10, 3), np.uint8))
     cv2.imwrite(str(records[1].mask_path), np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match=r"patient P has slices of different sizes"):
-        evaluation.evaluate(_bright_pixel_model(8), records, keep_largest=True, progress=False)
+        evaluation.evaluate(_bright_pixel_model(8), records, progress=False)
 
 
 def test_evaluate_without_records_is_refused():

@@ -479,7 +479,8 @@ LESSONS["05_evaluation"] = (
         md("""
 ## Evaluation on held-out patients
 Buda et al. (2019) report Dice per *volume*: one number per patient over all their slices.
-We report the same, on the test patients of the run's own split."""),
+We report the same, on the test patients of the run's own split, after the clean-up shown
+further down."""),
         code("""
 import pandas as pd
 
@@ -508,6 +509,21 @@ print(f"This run: mean per-patient Dice {result.summary['patient_dice_mean']:.3f
       f"of {SOURCE} data, {CONFIG.backbone} at {CONFIG.image_size} px, profile {PROFILE!r}.")
 if SOURCE == "synthetic":
     print("These are synthetic scans: the numbers say the code works, not how well it does on MRI.")"""),
+        md("""
+## Cleaning up the prediction
+Two standard steps, both on by default in `evaluation.evaluate` and `pspseg evaluate`: average
+with the prediction of the mirrored scan (`tta=True`: the brain is roughly symmetric, the
+model's mistakes need not be), and keep only the largest connected region of each patient's
+volume (`keep_largest=True`, as Buda et al. evaluate): the tumour is one region across its
+slices, a false alarm on a slice far from it is another."""),
+        code("""
+steps = {"as predicted": (False, False), "mirror averaged": (True, False),
+         "mirror averaged, largest region": (True, True)}
+pd.DataFrame({
+    name: evaluation.evaluate(model, test_records, tta=tta, keep_largest=largest,
+                              progress=False).summary
+    for name, (tta, largest) in steps.items()
+}).loc[["patient_dice_mean", "patient_dice_median", "slice_dice_mean"]].round(3)"""),
         md("""
 ## Best and worst patients
 Each patient's largest tumour slice, truth in green, prediction in red."""),
