@@ -523,7 +523,7 @@ pd.DataFrame({
     name: evaluation.evaluate(model, test_records, tta=tta, keep_largest=largest,
                               progress=False).summary
     for name, (tta, largest) in steps.items()
-}).loc[["patient_dice_mean", "patient_dice_median", "slice_dice_mean"]].round(3)"""),
+}).loc[["patient_dice_mean", "patient_dice_median", "slice_dice_mean"]].T.round(3)"""),
         md("""
 ## Best and worst patients
 Each patient's largest tumour slice, truth in green, prediction in red."""),
