@@ -387,18 +387,19 @@ def _add_prediction_options(
     parser.add_argument(
         "--threshold", type=float, default=0.5, help="cut-off on P(tumour) (default 0.5)"
     )
-    default = "on" if clean_up else "off"
     parser.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
         default=clean_up,
-        help=f"average with the prediction of the mirrored image ({default} by default)",
+        help="average with the prediction of the mirrored image "
+        f"({'on' if clean_up else 'off'} by default)",
     )
     parser.add_argument(
         "--keep-largest",
         action=argparse.BooleanOptionalAction,
-        default=clean_up,
-        help=f"keep only the largest connected region {largest_of} ({default} by default)",
+        default=None if clean_up else False,
+        help=f"keep only the largest connected region {largest_of} "
+        f"({'on by default for a tumour/background model' if clean_up else 'off by default'})",
     )
 
 

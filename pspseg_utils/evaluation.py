@@ -77,7 +77,7 @@ def evaluate(
     *,
     threshold: float = 0.5,
     tta: bool = True,
-    keep_largest: bool = True,
+    keep_largest: bool | None = None,
     batch_size: int = 16,
     progress: bool = True,
 ) -> EvaluationResult:
@@ -87,7 +87,9 @@ def evaluate(
     the prediction of the mirrored slice, and `keep_largest` keeps only the largest connected
     region of each patient's predicted volume (its slices stacked in order; all of one size), as
     Buda et al. (2019) evaluate: a stray region on a slice far from the tumour is dropped.
-    Both raised the validation Dice of every patient split (README, Results).
+    Both raised the validation Dice of every patient split (README, Results). `keep_largest=None`
+    means yes for a model with one foreground class (tumour), no for a multi-class one, whose
+    classes are separate regions.
 
     Returns:
         EvaluationResult with `slices` (one dict per slice, by patient then slice index),
@@ -98,6 +100,8 @@ def evaluate(
     if not records:
         raise ValueError("evaluate got no slices; check the data folder and the split")
     records = sorted(records, key=lambda r: (r.patient_id, r.slice_index))
+    if keep_largest is None:
+        keep_largest = model.output_shape[-1] <= 2  # sigmoid, or softmax over background/tumour
     predictions = inference.iter_predictions(
         model,
         [r.image_path for r in records],

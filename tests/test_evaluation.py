@@ -328,6 +328,27 @@ def test_evaluate_keeps_the_largest_region_of_each_volume(tmp_path):
     assert [r["predicted_pixels"] for r in cleaned.slices] == [4, 4, 4]
 
 
+def test_keep_largest_is_off_by_default_for_a_multi_class_model(tmp_path):
+    # Classes are separate regions: a 3-class model marking class 1 on bright pixels keeps both
+    # regions unless asked (here the stand-in marks one class, so asking drops the 3 x 3 blob).
+    bright = np.zeros((3, 8, 8), np.uint8)
+    bright[:, :2, :2] = 1
+    bright[2, 5:, 5:] = 1
+    records = _write_patient(tmp_path, bright, bright)
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Conv2D(3, 1, activation="softmax")(inputs)
+    model = keras.Model(inputs, outputs)
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    kernel[..., 1] = 0.1  # class 1 where bright; class 0 (zero logit) elsewhere; class 2 never
+    model.layers[-1].set_weights([kernel, np.array([0.0, -20.0, -100.0], np.float32)])
+
+    default = evaluation.evaluate(model, records, tta=False, progress=False)
+    asked = evaluation.evaluate(model, records, tta=False, keep_largest=True, progress=False)
+
+    assert [r["predicted_pixels"] for r in default.slices] == [4, 4, 13]
+    assert [r["predicted_pixels"] for r in asked.slices] == [4, 4, 4]
+
+
 def test_keep_largest_refuses_a_volume_of_mixed_sizes(tmp_path):
     records = _write_patient(tmp_path, np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8), np.uint8))
     cv2.imwrite(str(records[1].image_path), np.zeros((10, 10, 3), np.uint8))
