@@ -101,7 +101,7 @@ def evaluate(
         raise ValueError("evaluate got no slices; check the data folder and the split")
     records = sorted(records, key=lambda r: (r.patient_id, r.slice_index))
     if keep_largest is None:
-        keep_largest = model.output_shape[-1] <= 2  # sigmoid, or softmax over background/tumour
+        keep_largest = model.outputs[0].shape[-1] <= 2  # sigmoid, or softmax: background, tumour
     predictions = inference.iter_predictions(
         model,
         [r.image_path for r in records],
