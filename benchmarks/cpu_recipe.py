@@ -47,6 +47,8 @@ def main() -> None:
     raw = evaluation.evaluate(model, test, tta=False, keep_largest=False, progress=False)
     evaluation.write_csv(scores.patients, os.path.join(args.out, "test_patients.csv"))
     command = f"pspseg train --data {args.data} --out {args.out} --time-budget {args.time_budget}"
+    if args.seed:
+        command += f" --seed {args.seed}"  # the patient split: without it, seed 0's
     print(json.dumps({
         "what": "cpu_recipe",
         "command": command,

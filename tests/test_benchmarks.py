@@ -60,8 +60,9 @@ def test_throughput_training_line(cached):
 def test_cpu_recipe_line(tiny_kaggle_dir, tmp_path):
     # A budget of 0.06 s: the recipe's defaults, stopped after its first epoch.
     (line,) = _run("cpu_recipe.py", "--data", str(tiny_kaggle_dir), "--out", str(tmp_path / "run"),
-                   "--time-budget", "0.001")  # fmt: skip
+                   "--time-budget", "0.001", "--seed", "1")  # fmt: skip
     assert line["what"] == "cpu_recipe" and line["epochs"] == 1
+    assert line["command"].endswith("--time-budget 0.001 --seed 1")  # reproduces this split
     assert line["backbone"] == "mobilenetv2_050" and line["host_cpu"].endswith(" cores")
     assert line["test_patients"] >= 1 and 0.0 <= line["patient_dice_mean"] <= 1.0
     assert (tmp_path / "run" / "test_patients.csv").exists()

@@ -517,13 +517,13 @@ model's mistakes need not be), and keep only the largest connected region of eac
 volume (`keep_largest=True`, as Buda et al. evaluate): the tumour is one region across its
 slices, a false alarm on a slice far from it is another."""),
         code("""
-steps = {"as predicted": (False, False), "mirror averaged": (True, False)}
+steps = {"raw": (False, False), "mirrored": (True, False)}
 summaries = {
     name: evaluation.evaluate(model, test_records, tta=tta, keep_largest=largest,
                               progress=False).summary
     for name, (tta, largest) in steps.items()
 }
-summaries["mirror averaged, largest region"] = result.summary  # the default, scored above
+summaries["mirrored + largest"] = result.summary  # the default, scored above
 pd.DataFrame(summaries).loc[["patient_dice_mean", "patient_dice_median", "slice_dice_mean"]].T.round(3)"""),
         md("""
 ## Best and worst patients
