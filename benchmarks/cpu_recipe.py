@@ -46,9 +46,10 @@ def main() -> None:
     scores = evaluation.evaluate(model, test, progress=False)  # mirror-averaged, largest region
     raw = evaluation.evaluate(model, test, tta=False, keep_largest=False, progress=False)
     evaluation.write_csv(scores.patients, os.path.join(args.out, "test_patients.csv"))
-    command = f"pspseg train --data {args.data} --out {args.out} --time-budget {args.time_budget}"
-    if args.seed:
-        command += f" --seed {args.seed}"  # the patient split: without it, seed 0's
+    command = (
+        f"pspseg train --data {args.data} --out {args.out} --time-budget {args.time_budget} "
+        f"--seed {args.seed}"  # the seed picks the patient split
+    )
     print(json.dumps({
         "what": "cpu_recipe",
         "command": command,
