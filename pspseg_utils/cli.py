@@ -80,6 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {
         "backbone": args.backbone,
         "image_size": args.image_size,
+        "context_slices": args.context_slices,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
@@ -285,6 +286,13 @@ patients for validation and 15% held out for testing, seed 0.""",
         "MobileNetV2 at width 0.5 / 0.35, faster still",
     )
     train.add_argument("--image-size", type=int, help="train at N x N (multiple of 8)")
+    train.add_argument(
+        "--context-slices",
+        type=int,
+        metavar="N",
+        help="also give the network the N slices on each side of each slice, as 6N more "
+        "channels (2.5D); prediction then finds them by file name, <patient>_<n±1>.tif",
+    )
     train.add_argument("--epochs", type=int, help="epochs to train (at most, with --time-budget)")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float, help="peak learning rate (poly decay, power 0.9)")
@@ -328,7 +336,9 @@ patients for validation and 15% held out for testing, seed 0.""",
         "predict",
         help="predict masks for images or folders, writing masks and overlays",
         description="Write OUT/masks/<name>.png (labels 0/1, at each image's own size) and "
-        "OUT/overlays/<name>.png for every input image (folders are searched, *_mask skipped).",
+        "OUT/overlays/<name>.png for every input image (folders are searched, *_mask skipped). "
+        "A model trained with --context-slices also reads each image's neighbours, found by "
+        "name (<patient>_<n-1>.tif, <patient>_<n+1>.tif beside <patient>_<n>.tif).",
     )
     predict.add_argument(
         "--model",
@@ -373,7 +383,8 @@ patients for validation and 15% held out for testing, seed 0.""",
         "export",
         help="write model.keras and a TensorFlow SavedModel, with their sizes",
         description="Export a trained model to OUT/model.keras (no optimizer state) and "
-        "OUT/saved_model/ (serving signature: float32 images (B, H, W, 3) in 0..255).",
+        "OUT/saved_model/ (serving signature: float32 images (B, H, W, 3) in 0..255, or 9 "
+        "channels for a model trained with --context-slices 1).",
     )
     export.add_argument("--model", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True)

@@ -12,7 +12,9 @@ Two layouts are understood, and detected from the folder itself:
   file stem, masks holding label indices (0/1, or 0/255 for binary masks).
 
 Images are returned in the dataset's channel order (pre-contrast, FLAIR, post-contrast) although
-OpenCV reads BGR. Intensities stay in 0..255: the model standardises each slice itself (see
+OpenCV reads BGR; with `context_slices` c > 0 a slice comes with its c neighbours on each side
+of the same patient as further channels, 3 (1 + 2c) in all (see `context_offsets`). Intensities
+stay in 0..255: the model standardises each slice itself (see
 `pspseg_utils.models.layers.SliceStandardization`), so a file fed to `predict` is treated exactly
 as in training.
 """
@@ -37,7 +39,11 @@ __all__ = [
     "SliceRecord",
     "DatasetSummary",
     "read_image",
+    "read_slice",
     "read_mask",
+    "context_offsets",
+    "neighbour_positions",
+    "stack_context",
     "find_slices",
     "find_pairs",
     "find_images",
@@ -146,6 +152,61 @@ def read_image(path: str | Path) -> np.ndarray:
             ]
         )
     return np.ascontiguousarray(image[..., ::-1])  # OpenCV decodes BGR
+
+
+def context_offsets(context_slices: int) -> list[int]:
+    """The slice offsets stacked as channels, the slice itself first: 1 -> [0, -1, 1],
+    2 -> [0, -1, 1, -2, 2]. Each offset brings that slice's 3 sequences, so the first 3 channels
+    are always the slice itself (what overlays and figures show)."""
+    if (
+        isinstance(context_slices, bool)
+        or not isinstance(context_slices, int)
+        or context_slices < 0
+    ):
+        raise ValueError(f"context_slices must be an integer >= 0, got {context_slices!r}")
+    return [0] + [sign * k for k in range(1, context_slices + 1) for sign in (-1, 1)]
+
+
+def _nearest_existing(offset: int, exists) -> int:
+    """`offset` if that slice exists, else the nearest one towards the slice itself (offset 0):
+    past the first or last slice of a volume, the edge slice stands in for the missing ones."""
+    while offset and not exists(offset):
+        offset -= 1 if offset > 0 else -1
+    return offset
+
+
+def read_slice(path: str | Path, *, context_slices: int = 0) -> np.ndarray:
+    """Read a slice with its neighbours: uint8 (H, W, 3 (1 + 2 context_slices)).
+
+    Neighbours are found by name, as the Kaggle layout numbers them: `<patient>_<n>.tif` has
+    `<patient>_<n-1>.tif` and `<patient>_<n+1>.tif` beside it. Where a neighbour is missing (the
+    first or last slice, or a name without a number) the nearest existing slice, at worst the
+    slice itself, takes its place. context_slices=0 is `read_image`.
+
+    Raises:
+        DatasetError: as `read_image`, or neighbours whose size differs from the slice's.
+    """
+    path = Path(path)
+    match = _KAGGLE_SLICE.match(path.stem)
+
+    def neighbour(offset: int) -> Path:
+        return path.with_name(f"{match['stem']}_{int(match['index']) + offset}{path.suffix}")
+
+    paths = [
+        neighbour(_nearest_existing(offset, lambda o: neighbour(o).is_file())) if match else path
+        for offset in context_offsets(context_slices)
+    ]
+    images = [read_image(p) for p in paths]
+    for other, image in zip(paths[1:], images[1:], strict=True):
+        if image.shape != images[0].shape:
+            raise DatasetError(
+                [
+                    f"{other}: {image.shape[1]}x{image.shape[0]}, but its neighbour {path.name} "
+                    f"is {images[0].shape[1]}x{images[0].shape[0]}; a patient's slices must "
+                    "share one size (or predict with a model without context slices)"
+                ]
+            )
+    return np.concatenate(images, axis=-1)
 
 
 def read_mask(path: str | Path, *, num_classes: int = 2) -> np.ndarray:
@@ -472,10 +533,42 @@ def select_patients(records: Iterable[SliceRecord], patients: Iterable[str]) -> 
 # --------------------------------------------------------------------------------------------
 
 
+def neighbour_positions(records: Sequence[SliceRecord], context_slices: int) -> np.ndarray:
+    """Positions in `records` of each slice and its neighbours, int (N, 1 + 2 context_slices),
+    in the order of `context_offsets`. A neighbour not in `records` (past a volume's first or
+    last slice) is replaced by the nearest one that is, at worst the slice itself.
+
+    Example: slices 0, 1, 2 of one patient with context_slices=1 -> [[0, 0, 1], [1, 0, 2],
+    [2, 1, 2]].
+    """
+    position = {(r.patient_id, r.slice_index): i for i, r in enumerate(records)}
+    rows = []
+    for record in records:
+        key = record.patient_id, record.slice_index
+
+        def exists(offset: int, key=key) -> bool:
+            return (key[0], key[1] + offset) in position
+
+        rows.append(
+            [
+                position[key[0], key[1] + _nearest_existing(offset, exists)]
+                for offset in context_offsets(context_slices)
+            ]
+        )
+    return np.array(rows, dtype=np.int64).reshape(len(records), -1)
+
+
+def stack_context(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Each image with its neighbours as channels: images (N, H, W, 3) and positions (N, K) from
+    `neighbour_positions` -> (N, H, W, 3K), the slices in the order of `positions`' columns."""
+    return np.concatenate([images[positions[:, k]] for k in range(positions.shape[1])], axis=-1)
+
+
 def load_arrays(
     records: Sequence[SliceRecord],
     *,
     image_size: int | None = None,
+    context_slices: int = 0,
     num_classes: int = 2,
     progress: bool = True,
     workers: int = 4,
@@ -483,11 +576,14 @@ def load_arrays(
     """Decode every slice once into memory, resized to image_size x image_size if given.
 
     tf.io cannot decode TIFF, so OpenCV decodes here and tf.data streams the arrays. Images are
-    resized with area averaging, masks with nearest neighbour (labels must stay labels).
+    resized with area averaging, masks with nearest neighbour (labels must stay labels). With
+    `context_slices` c, each image also carries its c neighbours on each side among `records`.
 
     Returns:
-        images uint8 (N, S, S, 3) in (pre, FLAIR, post) order and masks uint8 (N, S, S).
+        images uint8 (N, S, S, 3 (1 + 2c)), each slice in (pre, FLAIR, post) order, and masks
+        uint8 (N, S, S) of the middle slice.
     """
+    offsets = context_offsets(context_slices)  # checked before the slow part
     if not records:
         raise ValueError("load_arrays got no records; check the split and the data folder")
 
@@ -517,7 +613,10 @@ def load_arrays(
                 "resize them to one size"
             ]
         )
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    images, masks = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    if len(offsets) > 1:
+        images = stack_context(images, neighbour_positions(records, context_slices))
+    return images, masks
 
 
 # A slice with a missing sequence holds FLAIR in its place: pre-contrast, post-contrast or both.
@@ -534,7 +633,8 @@ def _augment(image, mask, seed, missing_sequence_rate=0.0):
 
     TensorFlow draws the parameters; OpenCV does the pixel work (`_augment_arrays`), about 8x
     faster on a CPU than TensorFlow's ImageProjectiveTransformV3 and pow kernels. Takes an image
-    (H, W, 3) and mask (H, W, 1) in 0..255 and returns them as float32.
+    (H, W, 3k) (k slices: see `load_arrays`' context_slices), all moved and shaded alike, and a
+    mask (H, W, 1), in 0..255, and returns them as float32.
     """
     import tensorflow as tf
 
@@ -577,9 +677,10 @@ def _augment(image, mask, seed, missing_sequence_rate=0.0):
 
 
 def _augment_arrays(image, mask, flip, inverse_map, gain, gamma, flair_in_place_of):
-    """The pixel work of `_augment`: uint8 image (H, W, 3) and mask (H, W) to float32
-    (H, W, 3) and (H, W, 1); the channels where `flair_in_place_of` (3,) is true get a copy of
-    the (augmented) FLAIR channel. Deterministic: no randomness here."""
+    """The pixel work of `_augment`: uint8 image (H, W, 3k) and mask (H, W) to float32
+    (H, W, 3k) and (H, W, 1). Gain and gamma (3,) apply per sequence, to each of the k slices
+    alike; in each slice the sequences where `flair_in_place_of` (3,) is true get a copy of its
+    (augmented) FLAIR. Deterministic: no randomness here."""
     if flip:
         image, mask = image[:, ::-1], mask[:, ::-1]
     size = (image.shape[1], image.shape[0])
@@ -589,10 +690,12 @@ def _augment_arrays(image, mask, flip, inverse_map, gain, gamma, flair_in_place_
         for x, how in ((image, cv2.INTER_LINEAR), (mask, cv2.INTER_NEAREST))
     )
     # Gain then gamma, per channel, as a table over the 256 grey levels (borders stay 0).
+    slices = image.shape[2] // 3
     levels = np.arange(256, dtype=np.float64)[:, None] / 255.0
-    table = 255.0 * np.clip(levels * gain, 0.0, 1.0) ** gamma
-    image = cv2.LUT(image, table.astype(np.float32).reshape(256, 1, 3))
-    image[..., flair_in_place_of] = image[..., 1:2]
+    table = 255.0 * np.clip(levels * np.tile(gain, slices), 0.0, 1.0) ** np.tile(gamma, slices)
+    image = cv2.LUT(image, table.astype(np.float32).reshape(256, 1, -1))
+    by_slice = image.reshape(*image.shape[:2], slices, 3)  # a view: writes go to image
+    by_slice[..., flair_in_place_of] = by_slice[..., 1:2]
     return image, mask[..., None].astype(np.float32)
 
 
@@ -608,7 +711,8 @@ def make_dataset(
     drop_remainder: bool = False,
     missing_sequence_rate: float = 0.0,
 ):
-    """A `tf.data.Dataset` of (image float32 (B, S, S, 3) in 0..255, mask float32 (B, S, S, 1)).
+    """A `tf.data.Dataset` of (image float32 (B, S, S, C) in 0..255, mask float32 (B, S, S, 1)),
+    C = 3, or 3 (1 + 2c) for images with context slices (see `load_arrays`).
 
     The arrays are already decoded (see `load_arrays`), so the pipeline only shuffles, augments,
     batches and prefetches. Everything random is seeded, and the dataset is deterministic: the

@@ -24,7 +24,8 @@ def export(model_path: str | Path, out_dir: str | Path) -> dict[str, int]:
 
     The `.keras` file has no optimizer state and loads with Keras 3 once `pspseg_utils.models` is
     imported (or with `pspseg_utils.inference.load_model`). The TensorFlow SavedModel has a
-    `serve` signature taking float32 (B, H, W, 3) images in 0..255, for TF Serving or
+    `serve` signature taking float32 (B, H, W, C) images in 0..255 (C = 3, or 3 (1 + 2c) for a
+    model that takes each slice with c neighbours on each side), for TF Serving or
     `tf.saved_model.load`.
 
     Returns:

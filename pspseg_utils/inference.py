@@ -19,6 +19,7 @@ from pspseg_utils import data, losses, metrics, models  # noqa: F401 - registers
 
 __all__ = [
     "as_image_list",
+    "context_slices_of",
     "load_model",
     "predict",
     "predict_probabilities",
@@ -52,11 +53,18 @@ def load_model(path: str | Path) -> keras.Model:
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
-def as_image_list(inputs) -> tuple[list[np.ndarray], bool]:
-    """Normalise predict's inputs (a path, an (H, W, 3) image, an (N, H, W, 3) batch, or a list
-    of paths and images) to a list of (H, W, 3) arrays, and whether a single image was given."""
+def context_slices_of(model: keras.Model) -> int:
+    """How many neighbouring slices on each side the model takes with each slice: its input has
+    3 (1 + 2c) channels (see `data.load_arrays`); 0 for a model of single slices."""
+    return (model.input_shape[-1] // 3 - 1) // 2
+
+
+def as_image_list(inputs, *, context_slices: int = 0) -> tuple[list[np.ndarray], bool]:
+    """Normalise predict's inputs (a path, an (H, W, C) image, an (N, H, W, C) batch, or a list
+    of paths and images) to a list of (H, W, C) arrays, and whether a single image was given.
+    Paths are read with their `context_slices` neighbours on each side (`data.read_slice`)."""
     if isinstance(inputs, (str, Path)):
-        return [data.read_image(inputs)], True
+        return [data.read_slice(inputs, context_slices=context_slices)], True
     if isinstance(inputs, np.ndarray):
         if inputs.ndim == 3:
             return [inputs], True
@@ -65,7 +73,10 @@ def as_image_list(inputs) -> tuple[list[np.ndarray], bool]:
         raise ValueError(f"expected an image (H, W, 3) or a batch (N, H, W, 3), got {inputs.shape}")
     if isinstance(inputs, Sequence):
         return [
-            data.read_image(i) if isinstance(i, (str, Path)) else np.asarray(i) for i in inputs
+            data.read_slice(i, context_slices=context_slices)
+            if isinstance(i, (str, Path))
+            else np.asarray(i)
+            for i in inputs
         ], False
     raise ValueError(f"inputs must be a path, an array or a list of them, got {type(inputs)}")
 
@@ -73,20 +84,16 @@ def as_image_list(inputs) -> tuple[list[np.ndarray], bool]:
 def predict_probabilities(
     model: keras.Model, images: Sequence[np.ndarray], *, tta: bool = False, batch_size: int = 8
 ) -> list[np.ndarray]:
-    """Class probabilities float32 (H, W, C) for each (H, W, 3) image, at its own size.
+    """Class probabilities float32 (H, W, C) for each (H, W, channels) image, at its own size;
+    channels is the model's: 3, or more for a model that takes neighbouring slices.
 
     With `tta`, the prediction is averaged with that of the left-right mirrored image.
     """
-    height, width = model.input_shape[1], model.input_shape[2]
+    height, width, channels = model.input_shape[1:]
     for image in images:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"each image must be (H, W, 3), got {image.shape}")
-    resized = np.stack(
-        [
-            cv2.resize(np.asarray(im, np.float32), (width, height), interpolation=cv2.INTER_AREA)
-            for im in images
-        ]
-    )
+        if image.ndim != 3 or image.shape[2] != channels:
+            raise ValueError(_channels_message(image.shape, context_slices_of(model)))
+    resized = np.stack([_resize_area(np.asarray(im, np.float32), (width, height)) for im in images])
     probabilities = model.predict(resized, batch_size=batch_size, verbose=0)
     if tta:
         mirrored = model.predict(resized[:, :, ::-1], batch_size=batch_size, verbose=0)
@@ -96,6 +103,32 @@ def predict_probabilities(
         p = cv2.resize(p, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
         out.append(p.reshape(image.shape[0], image.shape[1], -1).astype(np.float32))
     return out
+
+
+def _resize_area(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """cv2.resize by area averaging, one slice (3 channels) at a time: OpenCV's takes up to 4."""
+    return np.concatenate(
+        [
+            cv2.resize(
+                np.ascontiguousarray(image[..., start : start + 3]),
+                size,
+                interpolation=cv2.INTER_AREA,
+            )
+            for start in range(0, image.shape[2], 3)
+        ],
+        axis=-1,
+    )
+
+
+def _channels_message(shape: tuple, context_slices: int) -> str:
+    if not context_slices:
+        return f"each image must be (H, W, 3), got {shape}"
+    return (
+        f"this model takes each slice with its {context_slices} neighbour(s) on each side: "
+        f"images (H, W, {3 * (1 + 2 * context_slices)}), got {shape}; pass file paths "
+        "(neighbours are found by name), or read them with "
+        f"pspseg_utils.data.read_slice(path, context_slices={context_slices})"
+    )
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -132,7 +165,9 @@ def predict(
 
     Args:
         model: keras.Model. A segmentation model outputting probabilities (B, h, w, C).
-        inputs: a path, an image array (H, W, 3), a batch (N, H, W, 3), or a list of these.
+        inputs: a path, an image array (H, W, 3), a batch (N, H, W, 3), or a list of these; for
+            a model that takes neighbouring slices, paths (read with their neighbours, see
+            `data.read_slice`) or arrays of its channels.
         threshold: float. Cut-off on P(tumour) for a 1-channel model (ignored for softmax).
         tta: bool. Average with the left-right mirrored prediction.
         keep_largest: bool. Keep only the largest connected region of each mask.
@@ -144,7 +179,7 @@ def predict(
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-    images, single = as_image_list(inputs)
+    images, single = as_image_list(inputs, context_slices=context_slices_of(model))
     probabilities = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
     masks = [_to_labels(p, threshold) for p in probabilities]
     if keep_largest:
@@ -194,11 +229,13 @@ def iter_predictions(
     desc: str = "Predicting",
 ):
     """Yield (path, image, mask) for each image file, in order: `predict` on `batch_size` files
-    at a time, so memory stays flat over a whole dataset, with a progress bar."""
+    at a time, so memory stays flat over a whole dataset, with a progress bar. The image is the
+    slice itself, uint8 (H, W, 3), also where the model took its neighbours too."""
+    context_slices = context_slices_of(model)
     with tqdm(total=len(paths), desc=desc, unit="image", disable=not progress) as bar:
         for start in range(0, len(paths), batch_size):
             chunk = [Path(p) for p in paths[start : start + batch_size]]
-            images = [data.read_image(p) for p in chunk]
+            images = [data.read_slice(p, context_slices=context_slices) for p in chunk]
             masks = predict(
                 model,
                 images,
@@ -207,7 +244,7 @@ def iter_predictions(
                 keep_largest=keep_largest,
                 batch_size=batch_size,
             )
-            yield from zip(chunk, images, masks, strict=True)
+            yield from zip(chunk, (image[..., :3] for image in images), masks, strict=True)
             bar.update(len(chunk))
 
 

@@ -47,10 +47,10 @@ def predict(
         model = model_from_checkpoint_path(checkpoints_path)
     if inp is None:
         raise ValueError("pass inp=... (an image path or an (H, W, 3) array)")
-    image = inference.as_image_list(inp)[0][0]
+    image = inference.as_image_list(inp, context_slices=inference.context_slices_of(model))[0][0]
     mask = inference.predict(model, image, threshold=threshold)
     if out_fname is not None:
-        written = inference.overlay(image, mask)[..., ::-1] if overlay_img else mask
+        written = inference.overlay(image[..., :3], mask)[..., ::-1] if overlay_img else mask
         cv2.imwrite(str(out_fname), written)
     return mask
 

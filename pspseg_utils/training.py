@@ -56,6 +56,8 @@ class TrainConfig:
 
     backbone: str = "mobilenetv2_050"  # the CPU recipe: MobileNetV2 at half width, 2x faster
     image_size: int = 128
+    # Neighbouring slices on each side given as further channels (data.load_arrays), 0: none.
+    context_slices: int = 0
     output_stride: int = 8
     head_channels: int = 128
     dropout_rate: float = 0.1
@@ -114,12 +116,14 @@ class TrainConfig:
             )
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        data.context_offsets(self.context_slices)  # raises ValueError unless an int >= 0
 
 
 # What a run folder written before a field existed trained with (not today's default), so that
 # it resumes the same network and optimizer.
 FIELDS_BEFORE_THEY_EXISTED = {
     "aux_loss_weight": 0.0,
+    "context_slices": 0,
     "ema_momentum": None,
     "precise_bn_batches": 0,
     "fit_epochs_to_budget": False,
@@ -709,6 +713,7 @@ def train(
         subset: data.load_arrays(
             data.select_patients(records, split[subset]),
             image_size=config.image_size,
+            context_slices=config.context_slices,
             num_classes=max(2, config.num_classes),
             progress=progress,
         )
@@ -717,12 +722,13 @@ def train(
     }
     train_arrays = _oversample(*arrays["train"], config.tumour_oversampling, config.seed)
 
+    channels = 3 * len(data.context_offsets(config.context_slices))  # 3 sequences per slice
     precision = choose_precision(config.precision)
     print(f"Training {config.backbone} PSPNet at {config.image_size}px in {precision}.")
     keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
     with _dtype_policy(precision), _strategy().scope():
         model = build_pspnet(
-            (config.image_size, config.image_size, 3),
+            (config.image_size, config.image_size, channels),
             config.num_classes,
             backbone=config.backbone,
             output_stride=config.output_stride,

@@ -46,6 +46,8 @@ def test_train_evaluate_predict_export(tiny_kaggle_dir, tiny_records, tmp_path, 
         "float32",
         "--aux-loss-weight",
         "0",
+        "--context-slices",  # each slice with its neighbours: the rest finds them by file name
+        "1",
     ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -56,7 +58,10 @@ def test_train_evaluate_predict_export(tiny_kaggle_dir, tiny_records, tmp_path, 
     assert [row["epoch"] for row in _csv_rows(run / "log.csv")] == ["0", "1"]
     split = json.loads((run / "split.json").read_text())
     assert json.loads((run / "config.json").read_text())["config"]["aux_loss_weight"] == 0
-    assert keras.saving.load_model(run / "best.keras").aux_loss_weight is None  # no aux head
+    model = keras.saving.load_model(run / "best.keras")
+    assert model.aux_loss_weight is None  # no aux head
+    assert json.loads((run / "config.json").read_text())["config"]["context_slices"] == 1
+    assert model.input_shape[-1] == 9
 
     # evaluate --split test --json: one JSON object over the run's test patients.
     argv = ["evaluate", "--model", str(run), "--data", str(data_dir), "--split", "test", "--json"]

@@ -491,6 +491,125 @@ def test_load_arrays_refuses_nothing_and_mixed_sizes(tmp_path):
     assert images.shape == (2, 8, 8, 3)
 
 
+# --- context slices: a slice with its neighbours as channels ---------------------------------
+
+
+def test_context_offsets_put_the_slice_first_then_its_neighbours():
+    assert data.context_offsets(0) == [0]
+    assert data.context_offsets(1) == [0, -1, 1]
+    assert data.context_offsets(2) == [0, -1, 1, -2, 2]
+
+
+@pytest.mark.parametrize("context_slices", [-1, 1.5, True, "1"])
+def test_context_offsets_refuse_anything_but_an_int_from_0(context_slices):
+    with pytest.raises(
+        ValueError, match=f"context_slices must be an integer >= 0, got {context_slices!r}"
+    ):
+        data.context_offsets(context_slices)
+
+
+# Patient A has slices 1, 2, 3, 5 (4 is missing), B has 1 and 2.
+GAPPED = [
+    SliceRecord(patient, n, Path(f"{patient}_{n}.png"), Path(f"{patient}_{n}_mask.png"), 0)
+    for patient, n in [("A", 1), ("A", 2), ("A", 3), ("A", 5), ("B", 1), ("B", 2)]
+]
+
+
+@pytest.mark.parametrize(
+    ("context_slices", "expected"),
+    [
+        (0, [[0], [1], [2], [3], [4], [5]]),
+        # Past either end of a volume (and across A's gap) the slice stands in for itself;
+        # never another patient's.
+        (1, [[0, 0, 1], [1, 0, 2], [2, 1, 2], [3, 3, 3], [4, 4, 5], [5, 4, 5]]),
+        # Two away missing -> the one between (A_1's -2 -> A_1, A_2's +2 -> A_3); A_5's
+        # neighbours 1 away are missing, so it stands in for them, but A_3 is 2 away.
+        (2, [[0, 0, 1, 0, 2], [1, 0, 2, 0, 2], [2, 1, 2, 0, 3], [3, 3, 3, 2, 3],
+             [4, 4, 5, 4, 5], [5, 4, 5, 4, 5]]),
+    ],
+)  # fmt: skip
+def test_neighbour_positions_by_hand(context_slices, expected):
+    assert data.neighbour_positions(GAPPED, context_slices).tolist() == expected
+
+
+def test_stack_context_puts_each_neighbour_in_its_own_three_channels():
+    images = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((3, 2, 2, 3), np.uint8)
+    stacked = data.stack_context(images, np.array([[0, 0, 1], [1, 0, 2], [2, 1, 2]]))
+    assert stacked.shape == (3, 2, 2, 9) and stacked.dtype == np.uint8
+    assert stacked[:, 0, 0].tolist() == [[0] * 3 + [0] * 3 + [1] * 3, [1] * 3 + [0] * 3 + [2] * 3,
+                                         [2] * 3 + [1] * 3 + [2] * 3]  # fmt: skip
+
+
+def test_load_arrays_with_context_slices(tiny_records):
+    first = [r for r in tiny_records if r.patient_id == tiny_records[0].patient_id]
+    images, masks = data.load_arrays(first, context_slices=1, progress=False)
+    plain, plain_masks = data.load_arrays(first, progress=False)
+    assert images.shape == (len(first), 64, 64, 9) and images.dtype == np.uint8
+    np.testing.assert_array_equal(masks, plain_masks)  # the middle slice's masks
+    np.testing.assert_array_equal(images[:, ..., :3], plain)
+    np.testing.assert_array_equal(images[1:, ..., 3:6], plain[:-1])  # the previous slice
+    np.testing.assert_array_equal(images[:-1, ..., 6:], plain[1:])  # the next slice
+    np.testing.assert_array_equal(images[0, ..., 3:6], plain[0])  # none before the first
+    np.testing.assert_array_equal(images[-1, ..., 6:], plain[-1])  # none after the last
+
+
+def test_read_slice_finds_neighbours_by_name(tiny_records):
+    patient = [r for r in tiny_records if r.patient_id == tiny_records[0].patient_id]
+    first, second, third = (data.read_image(r.image_path) for r in patient[:3])
+    np.testing.assert_array_equal(
+        data.read_slice(patient[1].image_path, context_slices=1),
+        np.concatenate([second, first, third], axis=-1),
+    )
+    np.testing.assert_array_equal(
+        data.read_slice(patient[0].image_path, context_slices=1),
+        np.concatenate([first, first, second], axis=-1),
+    )
+    np.testing.assert_array_equal(data.read_slice(patient[0].image_path), first)
+
+
+def test_read_slice_without_a_slice_number_repeats_the_slice(tmp_path):
+    image = make_image(0)
+    write_image(tmp_path / "scan.png", image)
+    np.testing.assert_array_equal(
+        data.read_slice(tmp_path / "scan.png", context_slices=1), np.tile(image, (1, 1, 3))
+    )
+
+
+def test_read_slice_refuses_neighbours_of_another_size(tmp_path):
+    write_image(tmp_path / "P_1.png", make_image(0, size=16))
+    write_image(tmp_path / "P_2.png", make_image(1, size=8))
+    with pytest.raises(DatasetError, match="P_2.png: 8x8, but its neighbour P_1.png is 16x16"):
+        data.read_slice(tmp_path / "P_1.png", context_slices=1)
+
+
+def test_augmentation_moves_and_shades_every_slice_alike():
+    slice_a = np.stack([np.full((8, 8), v, np.uint8) for v in (10, 200, 30)], axis=-1)
+    slice_b = np.stack([np.full((8, 8), v, np.uint8) for v in (20, 100, 40)], axis=-1)
+    slice_a[2:5, 3:7] = slice_b[2:5, 3:7] = 250  # a bright block that the warp moves
+    image = np.concatenate([slice_a, slice_b, slice_a], axis=-1)
+    turn = np.array([0.9, -0.2, 1.0, 0.2, 0.9, -0.5])
+    gain, gamma = np.array([1.1, 0.9, 1.0]), np.array([0.8, 1.2, 1.0])
+    mask = np.zeros((8, 8), np.uint8)
+    out, _ = data._augment_arrays(image, mask, True, turn, gain, gamma, np.zeros(3, bool))
+    one, _ = data._augment_arrays(slice_a, mask, True, turn, gain, gamma, np.zeros(3, bool))
+    assert out.shape == (8, 8, 9)
+    np.testing.assert_array_equal(out[..., :3], one)
+    np.testing.assert_array_equal(out[..., 6:], one)
+    np.testing.assert_array_equal(out[..., 3:6] >= 240, one >= 240)  # moved alike
+    # FLAIR takes the place of pre-contrast in every slice, each its own FLAIR.
+    out, _ = data._augment_arrays(image, mask, False, [1, 0, 0, 0, 1, 0], np.ones(3), np.ones(3),
+                                  np.array([True, False, False]))  # fmt: skip
+    assert out[0, 0].tolist() == [200, 200, 30, 100, 100, 40, 200, 200, 30]
+
+
+def test_make_dataset_augments_images_with_context_slices(tiny_records):
+    images, masks = data.load_arrays(tiny_records[:8], context_slices=1, progress=False)
+    dataset = data.make_dataset(images, masks, batch_size=8, augment=True, seed=1)
+    assert dataset.element_spec[0].shape.as_list() == [None, 64, 64, 9]
+    x = next(iter(dataset))[0].numpy()
+    assert x.shape == (8, 64, 64, 9) and not np.array_equal(x, images)
+
+
 def numbered(count: int = 10, size: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Image i is filled with the value i and its mask with i % 2."""
     images = np.repeat(np.arange(count, dtype=np.uint8), size * size * 3)

@@ -184,9 +184,9 @@ def test_score_patient(slices, expected):
 # ---------------------------------------------------------------------------------------------
 
 
-def _constant_model(logit: float) -> keras.Model:
+def _constant_model(logit: float, channels: int = 3) -> keras.Model:
     """P(tumour) = sigmoid(logit) on every pixel of a 48 x 48 input (resized back to 64 x 64)."""
-    inputs = keras.Input((48, 48, 3))
+    inputs = keras.Input((48, 48, channels))
     outputs = keras.layers.Conv2D(
         1,
         1,
@@ -273,6 +273,20 @@ def test_evaluate_all_tumour_model(records, truths):
     assert summary["detection_accuracy"] == pytest.approx(
         sum(t > 0 for t in all_counts) / len(all_counts)
     )
+
+
+def test_evaluate_a_model_that_takes_neighbouring_slices(records):
+    # Its slices are read with their neighbours (9 channels), and scored as any model's.
+    with_neighbours = evaluation.evaluate(
+        _constant_model(20.0, channels=9), records, batch_size=4, progress=False
+    )
+    alone = evaluation.evaluate(_constant_model(20.0), records, batch_size=4, progress=False)
+
+    def scored(result):
+        return [(r["patient"], r["slice"], r["predicted_pixels"], r["dice"]) for r in result.slices]
+
+    assert scored(with_neighbours) == scored(alone)
+    assert with_neighbours.summary == pytest.approx(alone.summary, nan_ok=True)
 
 
 def test_evaluate_rows_come_by_patient_then_slice(records):

@@ -189,6 +189,90 @@ def test_two_dimensional_array_is_refused(all_tumour):
 
 
 # ---------------------------------------------------------------------------------------------
+# A model that takes each slice with its neighbours
+# ---------------------------------------------------------------------------------------------
+
+
+def _previous_slice_model() -> keras.Model:
+    """P(tumour) = sigmoid(40 / 255 * channel3 - 20): 1 where the previous slice's first
+    sequence (channels 3..5 hold the previous slice, see data.context_offsets) is 255, 0 where
+    it is 0; nothing of the slice itself is looked at."""
+    inputs = keras.Input((SIZE, SIZE, 9))
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    model = keras.Model(inputs, conv(inputs))
+    kernel = np.zeros((1, 1, 9, 1), np.float32)
+    kernel[0, 0, 3, 0] = 40 / 255
+    conv.set_weights([kernel, np.array([-20.0], np.float32)])
+    return model
+
+
+def _half(side: str) -> np.ndarray:
+    """A slice that is 255 on its left or right half, or 0 ("dark") everywhere."""
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    if side == "left":
+        image[:, : SIZE // 2] = 255
+    elif side == "right":
+        image[:, SIZE // 2 :] = 255
+    return image
+
+
+@pytest.fixture
+def volume(tmp_path):
+    """P_1 bright on the left, P_2 dark, P_3 bright on the right, named as the Kaggle layout."""
+    return [
+        _write_png(tmp_path / "P" / f"P_{n}.png", _half(side))
+        for n, side in ((1, "left"), (2, "dark"), (3, "right"))
+    ]
+
+
+def test_context_slices_of_a_model():
+    assert inference.context_slices_of(_constant_model(0.0)) == 0
+    assert inference.context_slices_of(_previous_slice_model()) == 1
+    assert inference.context_slices_of(_constant_model(0.0, (SIZE, SIZE, 15))) == 2
+
+
+def test_predict_reads_a_files_neighbours_by_name(volume):
+    model = _previous_slice_model()
+    left = (_half("left")[..., 0] > 0).astype(np.uint8)
+    np.testing.assert_array_equal(inference.predict(model, volume[1]), left)  # P_1 before it
+    np.testing.assert_array_equal(inference.predict(model, volume[0]), left)  # itself: first
+    assert not inference.predict(model, volume[2]).any()  # P_2, dark, before it
+    masks = inference.predict(model, [str(p) for p in volume])
+    assert [m.sum() for m in masks] == [left.sum(), left.sum(), 0]
+
+
+def test_predict_takes_an_array_of_the_models_channels(volume):
+    model = _previous_slice_model()
+    stacked = data.read_slice(volume[1], context_slices=1)
+    np.testing.assert_array_equal(
+        inference.predict(model, stacked), inference.predict(model, volume[1])
+    )
+    with pytest.raises(ValueError, match=r"1 neighbour\(s\) on each side: images \(H, W, 9\), got "
+                       r"\(48, 48, 3\); pass file paths .* context_slices=1"):  # fmt: skip
+        inference.predict(model, _half("left"))
+
+
+def test_predict_dir_with_neighbours_overlays_the_slice_itself(volume, tmp_path):
+    written = inference.predict_dir(_previous_slice_model(), volume[0].parent, tmp_path / "out",
+                                    progress=False)  # fmt: skip
+    assert [p.name for p in written] == ["P_1.png", "P_2.png", "P_3.png"]
+    mask = cv2.imread(str(written[1]), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(mask, _half("left")[..., 0] > 0)
+    shown = data.read_image(tmp_path / "out" / "overlays" / "P_2.png")
+    np.testing.assert_array_equal(shown, inference.overlay(_half("dark"), mask))
+
+
+def test_the_articles_predict_with_neighbours(volume, tmp_path):
+    from pspseg_utils.predict import predict as article_predict
+
+    out = tmp_path / "overlay.png"
+    mask = article_predict(model=_previous_slice_model(), inp=str(volume[1]), out_fname=out,
+                           overlay_img=True)  # fmt: skip
+    np.testing.assert_array_equal(mask, _half("left")[..., 0] > 0)
+    np.testing.assert_array_equal(data.read_image(out), inference.overlay(_half("dark"), mask))
+
+
+# ---------------------------------------------------------------------------------------------
 # largest_component
 # ---------------------------------------------------------------------------------------------
 

@@ -387,10 +387,27 @@ def test_input_too_small_at_output_stride_16():
         PSPNet(input_shape=(64, 64, 3), output_stride=16, backbone_weights=None)
 
 
-@pytest.mark.parametrize("input_shape", [(48, 48, 1), (48, 48), (48, 48, 4)])
+@pytest.mark.parametrize("input_shape", [(48, 48, 1), (48, 48), (48, 48, 4), (48, 48, 6)])
 def test_input_must_have_3_channels(input_shape):
     with pytest.raises(ValueError, match=r"\(height, width, 3\)"):
         PSPNet(input_shape=input_shape, backbone_weights=None)
+
+
+def test_a_slice_with_its_neighbours_takes_9_channels():
+    keras.utils.set_random_seed(0)
+    model = build_pspnet(
+        (HEIGHT, WIDTH, 9), backbone="mobilenetv2_050", head_channels=8, backbone_weights=None
+    )
+    assert model.input_shape == (None, HEIGHT, WIDTH, 9)
+    assert model.get_layer("backbone").input_shape[-1] == 9
+    out = model.predict(np.zeros((2, HEIGHT, WIDTH, 9), np.float32), verbose=0)
+    assert out.shape == (2, HEIGHT, WIDTH, 1)
+
+
+def test_imagenet_weights_refuse_more_than_3_channels(offline):
+    # Refused before any download is tried: the offline fixture would fail it otherwise.
+    with pytest.raises(ValueError, match="ImageNet weights take 3 channels, got 9"):
+        PSPNet(input_shape=(HEIGHT, WIDTH, 9), backbone="mobilenetv2", backbone_weights="imagenet")
 
 
 def test_unknown_backbone_lists_the_valid_ones():

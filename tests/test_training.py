@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from pspseg_utils import training
+from pspseg_utils import inference, training
 from pspseg_utils.models import PSPNet
 from pspseg_utils.training import TrainConfig
 
@@ -60,6 +60,18 @@ def test_train_writes_a_complete_run_folder(tiny_kaggle_dir, tiny_records, tmp_p
     assert model.aux_loss_weight == 0.4  # trained with the auxiliary head, by default
     assert _log_epochs(tmp_path) == [0, 1]
     assert np.isfinite(result.history["loss"]).all()
+
+
+def test_train_with_context_slices_gives_a_model_of_slices_and_their_neighbours(
+    tiny_kaggle_dir, tiny_records, tmp_path
+):
+    config = TrainConfig(epochs=1, context_slices=1, aux_loss_weight=0, **TINY)
+    training.train(tiny_kaggle_dir, tmp_path, config, progress=False)
+    model = keras.saving.load_model(tmp_path / "best.keras", safe_mode=True)
+    assert model.input_shape == (None, 48, 48, 9)
+    assert training.load_run_config(tmp_path)[0].context_slices == 1
+    # It predicts a file from the files beside it, at the file's own size.
+    assert inference.predict(model, tiny_records[1].image_path).shape == (64, 64)
 
 
 @pytest.mark.parametrize(
@@ -352,6 +364,7 @@ def test_precision_choice_on_cpu(monkeypatch):
         ("ema_momentum", 1.0),
         ("precise_bn_batches", -1),
         ("missing_sequence_rate", 1.5),
+        ("context_slices", -1),
     ],
 )
 def test_bad_config_is_refused(field, value):
@@ -373,7 +386,7 @@ def test_run_folder_from_before_the_auxiliary_head_and_averaging_resumes_without
     (tmp_path / "config.json").write_text(json.dumps(saved))
     config, _ = training.load_run_config(tmp_path)
     assert (config.aux_loss_weight, config.ema_momentum, config.precise_bn_batches) == (0, None, 0)
-    assert config.missing_sequence_rate == 0.0
+    assert config.missing_sequence_rate == 0.0 and config.context_slices == 0
     assert config.epochs == 3
 
 

@@ -12,6 +12,7 @@ import copy
 import functools
 import os
 import socket
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -134,14 +135,15 @@ def build_backbone(
     Args:
         name: str. A key of BACKBONES: "vgg16", "resnet50", "mobilenetv2" (or its narrower
             "mobilenetv2_050" / "mobilenetv2_035").
-        input_shape: tuple. (H, W, 3).
+        input_shape: tuple. (H, W, C): C = 3, or more for slices with neighbours (no ImageNet
+            weights then).
         output_stride: int. 8, 16 or 32: the input size divided by the feature map's size.
         weights: None or "imagenet". ImageNet weights are downloaded once by Keras.
         auxiliary: bool. Also output the stage before the last, for an auxiliary head.
 
     Returns:
-        A functional model named "backbone": (B, H, W, 3) -> (B, H/os, W/os, C), or, with
-        `auxiliary=True`, -> [(B, H/os', W/os', C'), (B, H/os, W/os, C)] where os' is the
+        A functional model named "backbone": (B, H, W, C) -> (B, H/os, W/os, F), or, with
+        `auxiliary=True`, -> [(B, H/os', W/os', F'), (B, H/os, W/os, F)] where os' is the
         auxiliary stage's stride (8 for vgg16 and mobilenetv2 at output stride 8).
 
     Raises:
@@ -157,7 +159,10 @@ def build_backbone(
     spec = BACKBONES[name]
     if weights == "imagenet":
         _check_weights_reachable(name, spec.weights_prefix)
-    original = spec.factory(include_top=False, weights=weights, input_shape=input_shape)
+    with warnings.catch_warnings():
+        # Slices with their neighbours have 9 or more channels by design, not by mistake.
+        warnings.filterwarnings("ignore", message="This model usually expects 1 or 3 input")
+        original = spec.factory(include_top=False, weights=weights, input_shape=input_shape)
     config = copy.deepcopy(original.get_config())
     spec.dilate(config, output_stride)
     for layer in config["layers"]:

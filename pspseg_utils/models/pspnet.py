@@ -41,10 +41,11 @@ def check_input_shape(input_shape: Sequence[int], *, output_stride: int, bins: S
     Height and width must be multiples of the output stride (so features align with pixels),
     and the feature map must be at least as large as the largest bin.
     """
-    if len(input_shape) != 3 or input_shape[2] != 3:
+    if len(input_shape) != 3 or input_shape[2] % 6 != 3:  # 3 (1 + 2c): 3, 9, 15, ...
         raise ValueError(
-            f"input_shape must be (height, width, 3), got {tuple(input_shape)!r}; MRI slices "
-            "here have 3 channels (pre-contrast, FLAIR, post-contrast)"
+            f"input_shape must be (height, width, 3), or 9, 15, ... channels for a slice with "
+            f"its neighbours, got {tuple(input_shape)!r}; MRI slices here have 3 channels "
+            "(pre-contrast, FLAIR, post-contrast)"
         )
     height, width = int(input_shape[0]), int(input_shape[1])
     smallest = output_stride * max(bins)
@@ -112,7 +113,9 @@ class PSPNet(keras.Model):
     """A PSPNet segmenter whose output has the input's resolution.
 
     Args:
-        input_shape: tuple. (height, width, 3); height and width multiples of `output_stride`.
+        input_shape: tuple. (height, width, 3), or (height, width, 3 (1 + 2c)) for a slice with
+            its c neighbours on each side (`data.load_arrays`' context_slices); height and width
+            multiples of `output_stride`.
         num_classes: int. 1 for a binary mask (sigmoid output, P(tumour)); >= 2 for a softmax
             over label indices 0..num_classes-1.
         backbone: str. "vgg16" (the article's), "resnet50" (the paper's) or "mobilenetv2" (fast).
@@ -154,6 +157,11 @@ class PSPNet(keras.Model):
         bins = tuple(int(b) for b in bins)
         input_shape = tuple(int(n) for n in input_shape)
         check_input_shape(input_shape, output_stride=output_stride, bins=bins)
+        if backbone_weights == "imagenet" and input_shape[2] != 3:
+            raise ValueError(
+                f"ImageNet weights take 3 channels, got {input_shape[2]} (a slice with its "
+                "neighbours); pass backbone_weights=None, or train without context slices"
+            )
 
         # === Layers and functional graph ===
         inputs = keras.Input(input_shape, name="image")
