@@ -575,6 +575,18 @@ def test_read_slice_without_a_slice_number_repeats_the_slice(tmp_path):
     )
 
 
+@pytest.mark.parametrize("context_slices", [0, 1])
+def test_read_slice_of_a_zero_padded_name_reads_that_file(tmp_path, context_slices):
+    # scan_007.png is read as named, not as scan_7.png; its neighbours, scan_6.png and
+    # scan_8.png, do not exist, so it stands in for them.
+    image = make_image(0)
+    write_image(tmp_path / "scan_007.png", image)
+    np.testing.assert_array_equal(
+        data.read_slice(tmp_path / "scan_007.png", context_slices=context_slices),
+        np.tile(image, (1, 1, 1 + 2 * context_slices)),
+    )
+
+
 def test_read_slice_refuses_neighbours_of_another_size(tmp_path):
     write_image(tmp_path / "P_1.png", make_image(0, size=16))
     write_image(tmp_path / "P_2.png", make_image(1, size=8))
