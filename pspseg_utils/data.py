@@ -179,10 +179,10 @@ def read_slice(path: str | Path, *, context_slices: int = 0) -> np.ndarray:
     """Read a slice with its neighbours: uint8 (H, W, 3 (1 + 2 context_slices)).
 
     Neighbours are found by name, as the Kaggle layout numbers them: `<patient>_<n>.tif` has
-    `<patient>_<n-1>.tif` and `<patient>_<n+1>.tif` beside it (numbers without leading zeros).
-    Where a neighbour is missing (the first or last slice, or a name without a number) the
-    nearest existing slice, at worst the slice itself, takes its place. context_slices=0 is
-    `read_image`.
+    `<patient>_<n-1>.tif` and `<patient>_<n+1>.tif` beside it; zero-padded numbers too
+    (`scan_010.png` has `scan_009.png`, looked for before `scan_9.png`). Where a neighbour is
+    missing (the first or last slice, or a name without a number) the nearest existing slice,
+    at worst the slice itself, takes its place. context_slices=0 is `read_image`.
 
     Raises:
         DatasetError: as `read_image`, or neighbours whose size differs from the slice's.
@@ -193,7 +193,13 @@ def read_slice(path: str | Path, *, context_slices: int = 0) -> np.ndarray:
     def neighbour(offset: int) -> Path:
         if offset == 0 or match is None:  # the file as named, "scan_007.png" included
             return path
-        return path.with_name(f"{match['stem']}_{int(match['index']) + offset}{path.suffix}")
+        index = match["index"]
+        number = int(index) + offset
+        # The width of the name's own number first: "scan_010" -> "scan_009", "P_10" -> "P_9".
+        padded = path.with_name(f"{match['stem']}_{number:0{len(index)}d}{path.suffix}")
+        if padded.is_file():
+            return padded
+        return path.with_name(f"{match['stem']}_{number}{path.suffix}")
 
     paths = [
         neighbour(_nearest_existing(offset, lambda o: neighbour(o).is_file()))

@@ -575,10 +575,28 @@ def test_read_slice_without_a_slice_number_repeats_the_slice(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("scan_009", "scan_010", "scan_011"),  # zero-padded
+        ("scan_099", "scan_100", "scan_101"),  # padded, though 100 itself has no leading zero
+        ("P_9", "P_10", "P_11"),  # Kaggle's: 9 is not written "09"
+    ],
+)
+def test_read_slice_finds_neighbours_with_or_without_leading_zeros(tmp_path, names):
+    below, middle, above = (make_image(seed) for seed in range(3))
+    for name, image in zip(names, (below, middle, above), strict=True):
+        write_image(tmp_path / f"{name}.png", image)
+    np.testing.assert_array_equal(
+        data.read_slice(tmp_path / f"{names[1]}.png", context_slices=1),
+        np.concatenate([middle, below, above], axis=-1),
+    )
+
+
 @pytest.mark.parametrize("context_slices", [0, 1])
 def test_read_slice_of_a_zero_padded_name_reads_that_file(tmp_path, context_slices):
-    # scan_007.png is read as named, not as scan_7.png; its neighbours, scan_6.png and
-    # scan_8.png, do not exist, so it stands in for them.
+    # scan_007.png is read as named, not as scan_7.png; it has no neighbours (scan_006.png,
+    # scan_6.png, ...), so it stands in for them.
     image = make_image(0)
     write_image(tmp_path / "scan_007.png", image)
     np.testing.assert_array_equal(
