@@ -14,14 +14,16 @@ and also the Dice of the raw prediction (`--no-tta --no-keep-largest`) as patien
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from throughput import host_cpu  # noqa: E402
+from machine import host_cpu  # noqa: E402
 
 from pspseg_utils import data, evaluation, inference, training  # noqa: E402
 
@@ -37,14 +39,16 @@ def main() -> None:
     args = parser.parse_args()
 
     config = training.default_config(time_budget_minutes=args.time_budget, seed=args.seed)
-    start = time.monotonic()
-    result = training.train(args.data, args.out, config, progress=False)
-    minutes = (time.monotonic() - start) / 60
-    records = data.find_slices(args.data, progress=False)
-    test = data.select_patients(records, training.load_split(args.out)["test"])
-    model = inference.load_model(args.out)
-    scores = evaluation.evaluate(model, test, progress=False)  # mirror-averaged, largest region
-    raw = evaluation.evaluate(model, test, tta=False, keep_largest=False, progress=False)
+    # Keras' epoch lines go to stderr, so that stdout holds the result line alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        start = time.monotonic()
+        result = training.train(args.data, args.out, config, progress=False)
+        minutes = (time.monotonic() - start) / 60
+        records = data.find_slices(args.data, progress=False)
+        test = data.select_patients(records, training.load_split(args.out)["test"])
+        model = inference.load_model(args.out)
+        scores = evaluation.evaluate(model, test, progress=False)  # mirror-averaged, largest
+        raw = evaluation.evaluate(model, test, tta=False, keep_largest=False, progress=False)
     evaluation.write_csv(scores.patients, os.path.join(args.out, "test_patients.csv"))
     command = (
         f"pspseg train --data {args.data} --out {args.out} --time-budget {args.time_budget} "

@@ -7,7 +7,8 @@
     KERAS_BACKEND=jax python benchmarks/throughput.py --set gpu   # on a GPU machine
 
 Training is timed in steady state: the first steps (tracing, compilation) are run and dropped,
-then `--steps` steps are timed. Input comes through the course's own pipeline
+then up to `--steps` steps are timed, fewer where they take more than `--seconds` in all (each
+line says how many: `steps_timed`). Input comes through the course's own pipeline
 (`data.make_dataset` with augmentation) on random slices when TensorFlow is the backend, or from
 NumPy arrays otherwise (the GPU check runs Keras on JAX). Inference reports batch-1 latency
 and batched throughput. Peak host memory is the process's maximum resident set so far.
@@ -18,15 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from machine import host_cpu  # noqa: E402
 
 from pspseg_utils.losses import get_loss  # noqa: E402
 from pspseg_utils.models import BACKBONES, build_pspnet  # noqa: E402
@@ -52,6 +52,8 @@ CPU_SET = [
     ("infer", "mobilenetv2", 256, 1, 8),
     ("infer", "mobilenetv2", 256, 16, 8),
 ]
+# The fewest timed steps of a measurement, however slow its steps are.
+MIN_TIMED_STEPS = 2
 GPU_SET = [
     ("train", backbone, size, 16, 8)
     for backbone in ("vgg16", "resnet50", "mobilenetv2")
@@ -91,17 +93,6 @@ def _peak_device_mb() -> float | None:
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
-def host_cpu() -> str:
-    """The CPU's model name and the cores this process may use: timings depend on both."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        name = next(line.split(":", 1)[1].strip() for line in lines if "model name" in line)
-    except (OSError, StopIteration):  # not Linux
-        name = platform.processor() or platform.machine()
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
-    return f"{name}, {len(usable)} cores"
-
-
 def _model(backbone: str, size: int, precision: str, output_stride: int):
     keras.config.set_dtype_policy(precision)
     head_channels = 128 if backbone.startswith("mobilenetv2") else 256  # as the recipes
@@ -117,12 +108,18 @@ def _random_slices(count: int, size: int, seed: int = 0):
 
 
 class _StepTimer(keras.callbacks.Callback):
-    def __init__(self):
+    """Records when each step ends; stops training once `seconds` of timed steps are in."""
+
+    def __init__(self, warmup: int, seconds: float):
         super().__init__()
+        self.warmup, self.seconds = warmup, seconds
         self.ends: list[float] = []
 
     def on_train_batch_end(self, batch, logs=None):
         self.ends.append(time.perf_counter())
+        timed = self.ends[self.warmup - 1 :]
+        if len(timed) > MIN_TIMED_STEPS and timed[-1] - timed[0] >= self.seconds:
+            self.model.stop_training = True
 
 
 def measure_pipeline(backbone, size, batch, *, steps, **_) -> dict:
@@ -135,7 +132,17 @@ def measure_pipeline(backbone, size, batch, *, steps, **_) -> dict:
 
 
 def measure_training(
-    backbone, size, batch, *, precision, output_stride, jit_compile, warmup, steps, cached=False
+    backbone,
+    size,
+    batch,
+    *,
+    precision,
+    output_stride,
+    jit_compile,
+    warmup,
+    steps,
+    seconds,
+    cached=False,
 ) -> dict:
     model = _model(backbone, size, precision, output_stride)
     loss = get_loss("bce_batch_dice", num_classes=1)  # the recipe's
@@ -157,25 +164,29 @@ def measure_training(
         x = np.resize(images, (batch * (warmup + steps), size, size, 3)).astype("float32")
         y = np.resize(masks, (batch * (warmup + steps), size, size))[..., None].astype("float32")
         fit_input = dict(x=x, y=y, batch_size=batch)
-    timer = _StepTimer()
+    timer = _StepTimer(warmup, seconds)
     model.fit(**fit_input, steps_per_epoch=warmup + steps, epochs=1, verbose=0,
               callbacks=[timer])  # fmt: skip
-    seconds = timer.ends[-1] - timer.ends[warmup - 1]
-    return {"img_per_s": steps * batch / seconds, "ms_per_step": 1000 * seconds / steps}
+    timed = len(timer.ends) - warmup
+    elapsed = timer.ends[-1] - timer.ends[warmup - 1]
+    return {"img_per_s": timed * batch / elapsed, "ms_per_step": 1000 * elapsed / timed,
+            "steps_timed": timed}  # fmt: skip
 
 
 def measure_inference(
-    backbone, size, batch, *, precision, output_stride, warmup, steps, **_
+    backbone, size, batch, *, precision, output_stride, warmup, steps, seconds, **_
 ) -> dict:
     model = _model(backbone, size, precision, output_stride)
     images = _random_slices(batch, size)[0].astype("float32")
     for _ in range(warmup):
         model.predict_on_batch(images)
     start = time.perf_counter()
-    for _ in range(steps):
+    timed, elapsed = 0, 0.0
+    while timed < steps and (timed < MIN_TIMED_STEPS or elapsed < seconds):
         model.predict_on_batch(images)
-    seconds = (time.perf_counter() - start) / steps
-    return {"img_per_s": batch / seconds, "ms_per_step": 1000 * seconds}
+        timed, elapsed = timed + 1, time.perf_counter() - start
+    return {"img_per_s": timed * batch / elapsed, "ms_per_step": 1000 * elapsed / timed,
+            "steps_timed": timed}  # fmt: skip
 
 
 MEASURES = {"pipeline": measure_pipeline, "train": measure_training, "infer": measure_inference}
@@ -210,9 +221,20 @@ def main() -> None:
         help="train on one cached batch instead of the pipeline: equal step times mean the "
         "input is not the bottleneck",
     )
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="steps run and not timed (the first traces)"
+    )
+    parser.add_argument("--steps", type=int, default=8, help="most steps timed")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=12.0,
+        help=f"stop timing after this many seconds, once {MIN_TIMED_STEPS} steps are timed: "
+        "keeps the CPU set within 10 minutes on slower machines",
+    )
     args = parser.parse_args()
+    if args.warmup < 1:
+        parser.error(f"--warmup must be at least 1 (the step that traces), got {args.warmup}")
     if args.what:
         plan = [(args.what, args.backbone, args.image_size, args.batch, args.output_stride)]
     else:
@@ -233,7 +255,8 @@ def main() -> None:
     for what, backbone, size, batch, output_stride in plan:
         result = MEASURES[what](backbone, size, batch, precision=precision, jit_compile=args.xla,
                                 output_stride=output_stride, warmup=args.warmup,
-                                steps=args.steps, cached=args.cached)  # fmt: skip
+                                steps=args.steps, seconds=args.seconds,
+                                cached=args.cached)  # fmt: skip
         print(json.dumps({
             "what": what, "backbone": backbone, "image_size": size, "batch": batch,
             "output_stride": output_stride if what != "pipeline" else None,

@@ -27,7 +27,22 @@ def _run(script: str, *args: str) -> list[dict]:
         env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    # The scripts' promise: stdout holds JSON lines only (progress and logs go to stderr).
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_host_cpu_names_the_widest_vector_unit():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from machine import host_cpu
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    cores = len(os.sched_getaffinity(0))
+    zen5 = "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    zen3 = "model name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n"
+    assert host_cpu(zen5) == f"AMD EPYC (AVX-512 BF16), {cores} cores"
+    assert host_cpu(zen3) == f"AMD EPYC (AVX2), {cores} cores"
+    assert host_cpu("model name\t: Old\nflags\t\t: fpu sse2\n") == f"Old, {cores} cores"
 
 
 def test_throughput_pipeline_line():
@@ -38,22 +53,33 @@ def test_throughput_pipeline_line():
 
 
 def test_throughput_inference_line():
+    # --seconds 0: the time box ends the timing at its floor of two steps, not at --steps.
     args = ["--what", "infer", "--backbone", "mobilenetv2_035", "--image-size", "96",
-            "--batch", "1", "--warmup", "1", "--steps", "1", "--output-stride", "16"]  # fmt: skip
+            "--batch", "1", "--warmup", "1", "--steps", "5", "--seconds", "0",
+            "--output-stride", "16"]  # fmt: skip
     (line,) = _run("throughput.py", *args)
     assert (line["what"], line["backbone"], line["device"]) == ("infer", "mobilenetv2_035", "cpu")
     assert line["output_stride"] == 16 and line["host_cpu"].endswith(" cores")
-    assert line["img_per_s"] > 0 and line["ms_per_step"] > 0
+    assert line["img_per_s"] > 0 and line["ms_per_step"] > 0 and line["steps_timed"] == 2
+
+
+def test_throughput_refuses_no_warmup():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "throughput.py"), "--warmup", "0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--warmup must be at least 1" in result.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cached", [False, True])
 def test_throughput_training_line(cached):
     args = ["--what", "train", "--backbone", "mobilenetv2_035", "--image-size", "48",
-            "--batch", "2", "--warmup", "1", "--steps", "1", "--precision", "float32"]  # fmt: skip
+            "--batch", "2", "--warmup", "1", "--steps", "4", "--seconds", "0",
+            "--precision", "float32"]  # fmt: skip
     (line,) = _run("throughput.py", *args, *(["--cached"] if cached else []))
     assert line["input"] == ("cached" if cached else "pipeline")
-    assert line["what"] == "train" and line["img_per_s"] > 0
+    assert line["what"] == "train" and line["img_per_s"] > 0 and line["steps_timed"] == 2
 
 
 @pytest.mark.slow
@@ -66,3 +92,4 @@ def test_cpu_recipe_line(tiny_kaggle_dir, tmp_path):
     assert line["backbone"] == "mobilenetv2_050" and line["host_cpu"].endswith(" cores")
     assert line["test_patients"] >= 1 and 0.0 <= line["patient_dice_mean"] <= 1.0
     assert (tmp_path / "run" / "test_patients.csv").exists()
+
