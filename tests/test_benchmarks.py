@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -93,3 +94,19 @@ def test_cpu_recipe_line(tiny_kaggle_dir, tmp_path):
     assert line["test_patients"] >= 1 and 0.0 <= line["patient_dice_mean"] <= 1.0
     assert (tmp_path / "run" / "test_patients.csv").exists()
 
+
+def test_article_baseline_writes_the_article_layout(tmp_path):
+    # The baseline itself needs TensorFlow 2.15 in a venv of its own; its data step does not.
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from article_baseline import write_slices
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import cv2
+
+    images, masks = write_slices(tmp_path, 3)
+    names = sorted(p.name for p in images.iterdir())
+    assert names == ["0.png", "1.png", "2.png"] == sorted(p.name for p in masks.iterdir())
+    assert cv2.imread(str(images / "0.png")).shape == (256, 256, 3)
+    mask = cv2.imread(str(masks / "0.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (256, 256) and set(np.unique(mask)) == {0, 1}
