@@ -6,6 +6,7 @@ running the scripts themselves, see the README's Performance section).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -32,12 +33,17 @@ def _run(script: str, *args: str) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def test_host_cpu_names_the_widest_vector_unit():
+def _import_benchmark(name: str):
+    """A script of benchmarks/ as a module (the scripts import each other by bare name)."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        from machine import host_cpu
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+def test_host_cpu_names_the_widest_vector_unit():
+    host_cpu = _import_benchmark("machine").host_cpu
     cores = len(os.sched_getaffinity(0))
     zen5 = "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
     zen3 = "model name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n"
@@ -97,14 +103,9 @@ def test_cpu_recipe_line(tiny_kaggle_dir, tmp_path):
 
 def test_article_baseline_writes_the_article_layout(tmp_path):
     # The baseline itself needs TensorFlow 2.15 in a venv of its own; its data step does not.
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from article_baseline import write_slices
-    finally:
-        sys.path.remove(str(BENCHMARKS))
     import cv2
 
-    images, masks = write_slices(tmp_path, 3)
+    images, masks = _import_benchmark("article_baseline").write_slices(tmp_path, 3)
     names = sorted(p.name for p in images.iterdir())
     assert names == ["0.png", "1.png", "2.png"] == sorted(p.name for p in masks.iterdir())
     assert cv2.imread(str(images / "0.png")).shape == (256, 256, 3)
