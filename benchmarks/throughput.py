@@ -54,6 +54,13 @@ CPU_SET = [
 ]
 # The fewest timed steps of a measurement, however slow its steps are.
 MIN_TIMED_STEPS = 2
+
+
+def _timed_enough(steps: int, elapsed: float, seconds: float) -> bool:
+    """The time box of every measurement: at least MIN_TIMED_STEPS steps and `seconds`."""
+    return steps >= MIN_TIMED_STEPS and elapsed >= seconds
+
+
 GPU_SET = [
     ("train", backbone, size, 16, 8)
     for backbone in ("vgg16", "resnet50", "mobilenetv2")
@@ -117,8 +124,8 @@ class _StepTimer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.ends.append(time.perf_counter())
-        timed = self.ends[self.warmup - 1 :]
-        if len(timed) > MIN_TIMED_STEPS and timed[-1] - timed[0] >= self.seconds:
+        timed = self.ends[self.warmup - 1 :]  # from the end of the last warm-up step
+        if _timed_enough(len(timed) - 1, timed[-1] - timed[0] if timed else 0.0, self.seconds):
             self.model.stop_training = True
 
 
@@ -182,7 +189,7 @@ def measure_inference(
         model.predict_on_batch(images)
     start = time.perf_counter()
     timed, elapsed = 0, 0.0
-    while timed < steps and (timed < MIN_TIMED_STEPS or elapsed < seconds):
+    while timed < steps and not _timed_enough(timed, elapsed, seconds):
         model.predict_on_batch(images)
         timed, elapsed = timed + 1, time.perf_counter() - start
     return {"img_per_s": timed * batch / elapsed, "ms_per_step": 1000 * elapsed / timed,
