@@ -92,6 +92,7 @@ def _train(args: argparse.Namespace) -> int:
         "steps_per_epoch": args.steps_per_epoch,
         "jit_compile": args.xla or None,
         "aux_loss_weight": args.aux_loss_weight,
+        "skip_channels": args.skip_channels,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     config = default_config(**given) if not args.quick else TrainConfig(**{**QUICK, **given})
@@ -316,6 +317,13 @@ patients for validation and 15% held out for testing, seed 0.""",
         type=float,
         metavar="W",
         help="weight of the auxiliary head's loss (default 0.4, as in the paper; 0 drops it)",
+    )
+    train.add_argument(
+        "--skip-channels",
+        type=int,
+        metavar="N",
+        help="refine the mask at stride 4 with a decoder that takes this many channels of the "
+        "backbone's stride-4 features (default 0: the paper's PSPNet, no decoder)",
     )
     train.add_argument(
         "--xla",

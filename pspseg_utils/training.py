@@ -62,6 +62,7 @@ class TrainConfig:
     head_channels: int = 128
     dropout_rate: float = 0.1
     aux_loss_weight: float = 0.4  # the auxiliary head's share of the loss; 0 drops the head
+    skip_channels: int = 0  # > 0: the stride-4 decoder, its skip reduced to this many; 0: none
     num_classes: int = 1
     backbone_weights: str | None = None
     epochs: int = 100  # the CPU recipe stops earlier, when its 25 minutes are up
@@ -104,6 +105,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.skip_channels < 0:
+            raise ValueError(f"skip_channels must be >= 0, got {self.skip_channels!r}")
         if self.aux_loss_weight < 0:
             raise ValueError(f"aux_loss_weight must be >= 0, got {self.aux_loss_weight!r}")
         if self.ema_momentum is not None and not 0 < self.ema_momentum < 1:
@@ -123,6 +126,7 @@ class TrainConfig:
 # it resumes the same network and optimizer.
 FIELDS_BEFORE_THEY_EXISTED = {
     "aux_loss_weight": 0.0,
+    "skip_channels": 0,
     "context_slices": 0,
     "ema_momentum": None,
     "precise_bn_batches": 0,
@@ -735,6 +739,7 @@ def train(
             head_channels=config.head_channels,
             dropout_rate=config.dropout_rate,
             aux_loss_weight=config.aux_loss_weight or None,
+            skip_channels=config.skip_channels or None,
             backbone_weights=config.backbone_weights,
         )
         return fit(

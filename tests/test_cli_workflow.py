@@ -48,6 +48,8 @@ def test_train_evaluate_predict_export(tiny_kaggle_dir, tiny_records, tmp_path, 
         "0",
         "--context-slices",  # each slice with its neighbours: the rest finds them by file name
         "1",
+        "--skip-channels",  # the stride-4 decoder: predict, evaluate and export must carry it
+        "4",
     ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -60,6 +62,7 @@ def test_train_evaluate_predict_export(tiny_kaggle_dir, tiny_records, tmp_path, 
     assert json.loads((run / "config.json").read_text())["config"]["aux_loss_weight"] == 0
     model = keras.saving.load_model(run / "best.keras")
     assert model.aux_loss_weight is None  # no aux head
+    assert model.skip_channels == 4
     assert json.loads((run / "config.json").read_text())["config"]["context_slices"] == 1
     assert model.input_shape[-1] == 9
 

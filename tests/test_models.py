@@ -79,7 +79,11 @@ def _layers_with_owner(model: keras.Model):
 
 
 def _build(
-    backbone: str, num_classes: int = 1, output_stride: int = 8, aux_loss_weight=0.4
+    backbone: str,
+    num_classes: int = 1,
+    output_stride: int = 8,
+    aux_loss_weight=0.4,
+    skip_channels=None,
 ) -> PSPNet:
     keras.utils.set_random_seed(0)
     return PSPNet(
@@ -91,6 +95,7 @@ def _build(
         bins=BINS if output_stride == 8 else (1, 2, 3),
         backbone_weights=None,
         aux_loss_weight=aux_loss_weight,
+        skip_channels=skip_channels,
     )
 
 
@@ -236,11 +241,13 @@ def test_bce_dice_loss_is_finite(models, backbone, num_classes):
     assert value > 0.0  # an untrained model is not perfect
 
 
-@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
-def test_adam_steps_on_one_batch_lower_the_loss(backbone):
+@pytest.mark.parametrize(
+    ("backbone", "skip_channels"), [*((b, None) for b in BACKBONE_PARAMS), ("mobilenetv2", 8)]
+)
+def test_adam_steps_on_one_batch_lower_the_loss(backbone, skip_channels):
     # A fresh model: training changes weights that the cached models' tests rely on. An eager
     # loop: tracing a train step costs ~40 s on 2 busy cores for MobileNetV2 / ResNet50.
-    model = _build(backbone)
+    model = _build(backbone, skip_channels=skip_channels)
     model.compile(loss=get_loss("bce_dice", num_classes=1))
     images, labels = _images(), _labels(1)
     optimizer = keras.optimizers.Adam(learning_rate=1e-3)
@@ -324,6 +331,49 @@ def test_without_auxiliary_head_there_is_one_output_and_no_aux_layers():
 def test_aux_loss_weight_must_be_none_or_positive(weight):
     with pytest.raises(ValueError, match=rf"aux_loss_weight must be None or > 0, got {weight}"):
         _build("vgg16", aux_loss_weight=weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stride-4 decoder
+# ---------------------------------------------------------------------------------------------
+
+SKIP_FEATURE_CHANNELS = {"vgg16": 256, "resnet50": 256, "mobilenetv2": 24}
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_decoder_fuses_the_stride_4_features_with_the_head(backbone):
+    model = _build(backbone, skip_channels=8)
+    skip, auxiliary, features = model.get_layer("backbone").output
+    assert tuple(skip.shape) == (None, HEIGHT // 4, WIDTH // 4, SKIP_FEATURE_CHANNELS[backbone])
+    assert tuple(auxiliary.shape)[1:3] == tuple(features.shape)[1:3] == (HEIGHT // 8, WIDTH // 8)
+    assert model.get_layer("head_skip_conv").filters == 8
+    assert model.get_layer("head_decoder_conv").filters == model.head_channels // 2
+    assert tuple(model.get_layer("head_classifier").output.shape) == (
+        None, HEIGHT // 4, WIDTH // 4, 1
+    )  # fmt: skip
+    assert not [layer.name for layer in model.layers if layer.name.startswith("aux_skip")]
+    probabilities = _numpy(model(_images(), training=False))
+    assert probabilities.shape == (2, HEIGHT, WIDTH, 1)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_decoder_round_trips_through_a_saved_file(tmp_path):
+    model = _build("mobilenetv2", skip_channels=8)
+    model.save(tmp_path / "decoder.keras")
+    loaded = keras.saving.load_model(tmp_path / "decoder.keras", safe_mode=True)
+    assert loaded.get_config()["skip_channels"] == 8
+    np.testing.assert_allclose(
+        _numpy(loaded(_images(), training=False)),
+        _numpy(model(_images(), training=False)),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("skip_channels", [0, -8, 8.0])
+def test_skip_channels_must_be_none_or_a_positive_int(skip_channels):
+    message = re.escape(f"skip_channels must be None or an int > 0, got {skip_channels!r}")
+    with pytest.raises(ValueError, match=message):
+        _build("vgg16", skip_channels=skip_channels)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class BackboneSpec(NamedTuple):
     weights_prefix: str  # name of the cached ImageNet weights file
     feature_layer: str | None  # the layer feeding the pyramid; None for the last one
     auxiliary_layer: str  # the stage before the last, where PSPNet's auxiliary head sits
+    skip_layer: str  # the last layer at stride 4, which the decoder fuses with the head
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -81,6 +82,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         "vgg16_weights_tf_dim_ordering",
         None,
         "block4_conv3",
+        "block3_conv3",
     ),
     "resnet50": BackboneSpec(
         keras.applications.ResNet50,
@@ -88,6 +90,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         "resnet50_weights_tf_dim_ordering",
         None,
         "conv4_block6_out",  # the paper's res4b22 in ResNet101 terms
+        "conv2_block3_out",
     ),
     # MobileNetV2's last 1x1 conv (320 -> 1280 channels) serves the ImageNet classifier; like
     # DeepLabV3's MobileNetV2, we stop before it: the pyramid on 1280 channels would cost 4x more.
@@ -100,6 +103,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_",
             "block_16_project_BN",
             "block_12_add",
+            "block_2_add",
         )
         for suffix, alpha in (("", 1.0), ("_050", 0.5), ("_035", 0.35))
     },
@@ -129,6 +133,7 @@ def build_backbone(
     output_stride: int = 8,
     weights: str | None = None,
     auxiliary: bool = False,
+    skip: bool = False,
 ) -> keras.Model:
     """A Keras Applications backbone with its last strides replaced by dilation.
 
@@ -140,11 +145,13 @@ def build_backbone(
         output_stride: int. 8, 16 or 32: the input size divided by the feature map's size.
         weights: None or "imagenet". ImageNet weights are downloaded once by Keras.
         auxiliary: bool. Also output the stage before the last, for an auxiliary head.
+        skip: bool. Also output the last stage at stride 4, for a decoder.
 
     Returns:
         A functional model named "backbone": (B, H, W, C) -> (B, H/os, W/os, F), or, with
         `auxiliary=True`, -> [(B, H/os', W/os', F'), (B, H/os, W/os, F)] where os' is the
-        auxiliary stage's stride (8 for vgg16 and mobilenetv2 at output stride 8).
+        auxiliary stage's stride (8 for vgg16 and mobilenetv2 at output stride 8). With
+        `skip=True` the stride-4 features (B, H/4, W/4, F'') come first in that list.
 
     Raises:
         ValueError: unknown name or output stride.
@@ -174,7 +181,8 @@ def build_backbone(
     dilated = keras.Model.from_config(config)
     dilated.set_weights(original.get_weights())
     last = dilated.get_layer(spec.feature_layer) if spec.feature_layer else dilated.layers[-1]
-    features = last.output
-    if auxiliary:
-        features = [dilated.get_layer(spec.auxiliary_layer).output, features]
-    return keras.Model(dilated.input, features, name="backbone")
+    wanted = [(skip, spec.skip_layer), (auxiliary, spec.auxiliary_layer)]
+    features = [dilated.get_layer(name).output for asked, name in wanted if asked] + [last.output]
+    return keras.Model(
+        dilated.input, features if len(features) > 1 else features[0], name="backbone"
+    )

@@ -9,6 +9,11 @@ the model class, then thin builders, including the article's `vgg_pspnet`.
       -> 3x3 conv-BN-ReLU -> dropout -> 1x1 conv to classes -> bilinear upsampling to (H, W)
       -> sigmoid (1 class: tumour probability) or softmax (>= 2 classes)
 
+With `skip_channels`, a decoder (DeepLabV3+'s, Chen et al. 2018) refines the head at stride 4:
+the head's features, upsampled 2x, meet the backbone's stride-4 features reduced to
+`skip_channels`, and a 3x3 conv-BN-ReLU classifies there. At stride 8 a 128 px slice is a 16x16
+grid, too coarse for a tumour a dozen pixels wide; stride 4 gives 32x32.
+
 With `aux_loss_weight`, a smaller head on the backbone's second-to-last stage also predicts the
 mask while training, and its loss, weighted, joins the main one (the paper's deep supervision);
 at inference the model returns the main output only.
@@ -70,11 +75,32 @@ def conv_bn_relu(x, filters: int, kernel_size: int, *, name: str):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def segmentation_head(x, num_classes: int, *, channels: int, dropout_rate: float, size, name: str):
+def segmentation_head(
+    x,
+    num_classes: int,
+    *,
+    channels: int,
+    dropout_rate: float,
+    size,
+    name: str,
+    skip=None,
+    skip_channels: int = 0,
+):
     """3x3 conv-BN-ReLU -> dropout -> 1x1 conv to classes -> bilinear resize to `size` -> float32
-    sigmoid (1 class) or softmax: (B, h, w, C) -> (B, *size, num_classes) probabilities."""
+    sigmoid (1 class) or softmax: (B, h, w, C) -> (B, *size, num_classes) probabilities.
+
+    With `skip` (B, h', w', C') features at a finer stride, the decoder runs before the
+    classifier: x upsampled to (h', w'), concatenated with skip reduced by a 1x1 conv-BN-ReLU
+    to `skip_channels`, then a 3x3 conv-BN-ReLU to channels / 2."""
     x = conv_bn_relu(x, channels, 3, name=name)
     x = layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
+    if skip is not None:
+        x = layers.Resizing(
+            skip.shape[1], skip.shape[2], interpolation="bilinear", name=f"{name}_to_skip"
+        )(x)
+        reduced_skip = conv_bn_relu(skip, skip_channels, 1, name=f"{name}_skip")
+        x = layers.Concatenate(name=f"{name}_skip_concat")([x, reduced_skip])
+        x = conv_bn_relu(x, max(1, channels // 2), 3, name=f"{name}_decoder")
     x = layers.Conv2D(num_classes, 1, name=f"{name}_classifier")(x)
     x = layers.Resizing(*size, interpolation="bilinear", name=f"{name}_upsample")(x)
     activation = "sigmoid" if num_classes == 1 else "softmax"
@@ -126,6 +152,8 @@ class PSPNet(keras.Model):
         dropout_rate: float. Dropout before the classifier.
         aux_loss_weight: None or float > 0. Adds the auxiliary head, trained with this weight
             times the compiled loss (the paper uses 0.4); it never changes predictions.
+        skip_channels: None or int > 0. Adds the stride-4 decoder, its skip reduced to this
+            many channels (DeepLabV3+ uses 48); None: the paper's PSPNet.
 
     Outputs float32 probabilities (B, H, W, num_classes), also under mixed precision; called
     with `training=True` and an auxiliary head, a tuple (main, auxiliary) of two such. The
@@ -144,6 +172,7 @@ class PSPNet(keras.Model):
         head_channels: int = 256,
         dropout_rate: float = 0.1,
         aux_loss_weight: float | None = None,
+        skip_channels: int | None = None,
         **kwargs,
     ):
         if backbone not in BACKBONES:
@@ -154,6 +183,8 @@ class PSPNet(keras.Model):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
         if aux_loss_weight is not None and not aux_loss_weight > 0:
             raise ValueError(f"aux_loss_weight must be None or > 0, got {aux_loss_weight!r}")
+        if skip_channels is not None and not (isinstance(skip_channels, int) and skip_channels > 0):
+            raise ValueError(f"skip_channels must be None or an int > 0, got {skip_channels!r}")
         bins = tuple(int(b) for b in bins)
         input_shape = tuple(int(n) for n in input_shape)
         check_input_shape(input_shape, output_stride=output_stride, bins=bins)
@@ -172,12 +203,22 @@ class PSPNet(keras.Model):
             output_stride=output_stride,
             weights=backbone_weights,
             auxiliary=aux_loss_weight is not None,
+            skip=skip_channels is not None,
         )(x)
-        if aux_loss_weight is not None:
-            auxiliary_features, features = features
-        x = pyramid_pooling_module(features, bins=bins)
+        features = list(features) if isinstance(features, (list, tuple)) else [features]
+        skip = features.pop(0) if skip_channels is not None else None
+        auxiliary_features = features.pop(0) if aux_loss_weight is not None else None
+        x = pyramid_pooling_module(features[0], bins=bins)
         head = dict(dropout_rate=dropout_rate, size=input_shape[:2])
-        outputs = segmentation_head(x, num_classes, channels=head_channels, name="head", **head)
+        outputs = segmentation_head(
+            x,
+            num_classes,
+            channels=head_channels,
+            name="head",
+            skip=skip,
+            skip_channels=skip_channels or 0,
+            **head,
+        )
         if aux_loss_weight is not None:
             auxiliary = segmentation_head(
                 auxiliary_features, num_classes, channels=head_channels // 2, name="aux", **head
@@ -195,6 +236,7 @@ class PSPNet(keras.Model):
         self.head_channels = head_channels
         self.dropout_rate = dropout_rate
         self.aux_loss_weight = aux_loss_weight
+        self.skip_channels = skip_channels
 
     # === The auxiliary head: an extra output and loss while training, nothing otherwise ===
     def _outputs_for(self, outputs, training):
@@ -255,6 +297,7 @@ class PSPNet(keras.Model):
             "head_channels": self.head_channels,
             "dropout_rate": self.dropout_rate,
             "aux_loss_weight": self.aux_loss_weight,
+            "skip_channels": self.skip_channels,
         }
 
     # The article's methods; imported when called, since training sits above models.
@@ -282,6 +325,7 @@ def build_pspnet(
     head_channels: int = 256,
     dropout_rate: float = 0.1,
     aux_loss_weight: float | None = 0.4,
+    skip_channels: int | None = None,
 ) -> PSPNet:
     """Build a PSPNet; see `PSPNet` for the arguments.
 
@@ -301,6 +345,7 @@ def build_pspnet(
         head_channels=head_channels,
         dropout_rate=dropout_rate,
         aux_loss_weight=aux_loss_weight,
+        skip_channels=skip_channels,
     )
 
 
