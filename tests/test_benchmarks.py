@@ -111,3 +111,24 @@ def test_article_baseline_writes_the_article_layout(tmp_path):
     assert cv2.imread(str(images / "0.png")).shape == (256, 256, 3)
     mask = cv2.imread(str(masks / "0.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (256, 256) and set(np.unique(mask)) == {0, 1}
+
+
+def test_a_mask_through_a_coarse_grid():
+    through_grid = _import_benchmark("resolution_ceiling").through_grid
+    aligned = np.zeros((8, 8), np.uint8)
+    aligned[:2, :2] = 1  # one whole cell of a 4 x 4 grid: 1, 0.75, 0.25, 0 across its edge
+    np.testing.assert_array_equal(through_grid(aligned, 4), aligned.astype(bool))
+    speck = np.zeros((8, 8), np.uint8)
+    speck[5, 2] = 1  # a quarter of a cell: 0.25 at most after upsampling, under 0.5
+    assert not through_grid(speck, 4).any()
+    assert not through_grid(np.zeros((8, 8), np.uint8), 4).any()
+
+
+def test_resolution_ceiling_lines(tiny_kaggle_dir, tiny_records):
+    lines = _run("resolution_ceiling.py", "--data", str(tiny_kaggle_dir), "--grids", "64", "4")
+    assert [line["grid"] for line in lines] == [64, 4]
+    patients = len({r.patient_id for r in tiny_records})
+    assert all(line["patients"] == patients for line in lines)
+    # The slices are 64 px: a 64 x 64 grid keeps every mask as it is.
+    assert lines[0]["patient_dice_mean"] == lines[0]["patient_dice_min"] == 1.0
+    assert lines[1]["patient_dice_mean"] < 1.0
