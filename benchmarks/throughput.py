@@ -100,11 +100,12 @@ def _peak_device_mb() -> float | None:
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
-def _model(backbone: str, size: int, precision: str, output_stride: int):
+def _model(backbone: str, size: int, precision: str, output_stride: int, skip_channels: int):
     keras.config.set_dtype_policy(precision)
     head_channels = 128 if backbone.startswith("mobilenetv2") else 256  # as the recipes
     return build_pspnet((size, size, 3), 1, backbone=backbone, backbone_weights=None,
-                        head_channels=head_channels, output_stride=output_stride)  # fmt: skip
+                        head_channels=head_channels, output_stride=output_stride,
+                        skip_channels=skip_channels or None)  # fmt: skip
 
 
 def _random_slices(count: int, size: int, seed: int = 0):
@@ -145,13 +146,14 @@ def measure_training(
     *,
     precision,
     output_stride,
+    skip_channels,
     jit_compile,
     warmup,
     steps,
     seconds,
     cached=False,
 ) -> dict:
-    model = _model(backbone, size, precision, output_stride)
+    model = _model(backbone, size, precision, output_stride, skip_channels)
     loss = get_loss("bce_batch_dice", num_classes=1)  # the recipe's
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, jit_compile=jit_compile)
     images, masks = _random_slices(max(4 * batch, 32), size)
@@ -181,9 +183,9 @@ def measure_training(
 
 
 def measure_inference(
-    backbone, size, batch, *, precision, output_stride, warmup, steps, seconds, **_
+    backbone, size, batch, *, precision, output_stride, skip_channels, warmup, steps, seconds, **_
 ) -> dict:
-    model = _model(backbone, size, precision, output_stride)
+    model = _model(backbone, size, precision, output_stride, skip_channels)
     images = _random_slices(batch, size)[0].astype("float32")
     for _ in range(warmup):
         model.predict_on_batch(images)
@@ -220,6 +222,12 @@ def main() -> None:
         default=8,
         help="output stride of a --what measurement: 8 (the PSPNet paper's dilated features), "
         "16 or 32 (cheaper, coarser); the sets say their own",
+    )
+    parser.add_argument(
+        "--skip-channels",
+        type=int,
+        default=0,
+        help="the stride-4 decoder's skip channels (the CPU recipe's: 32); 0, the default: none",
     )
     parser.add_argument("--xla", action="store_true", help="jit_compile=True (on GPUs)")
     parser.add_argument(
@@ -261,12 +269,14 @@ def main() -> None:
         input_kind = "cached" if args.cached else "pipeline"
     for what, backbone, size, batch, output_stride in plan:
         result = MEASURES[what](backbone, size, batch, precision=precision, jit_compile=args.xla,
-                                output_stride=output_stride, warmup=args.warmup,
+                                output_stride=output_stride,
+                                skip_channels=args.skip_channels, warmup=args.warmup,
                                 steps=args.steps, seconds=args.seconds,
                                 cached=args.cached)  # fmt: skip
         print(json.dumps({
             "what": what, "backbone": backbone, "image_size": size, "batch": batch,
             "output_stride": output_stride if what != "pipeline" else None,
+            "skip_channels": args.skip_channels if what != "pipeline" else None,
             "input": input_kind,
             "precision": precision, "xla": args.xla, "device": device, "host_cpu": cpu,
             "backend": keras.backend.backend(),

@@ -63,10 +63,11 @@ def test_throughput_inference_line():
     # --seconds 0: the time box ends the timing at its floor of two steps, not at --steps.
     args = ["--what", "infer", "--backbone", "mobilenetv2_035", "--image-size", "96",
             "--batch", "1", "--warmup", "1", "--steps", "5", "--seconds", "0",
-            "--output-stride", "16"]  # fmt: skip
+            "--output-stride", "16", "--skip-channels", "8"]  # fmt: skip
     (line,) = _run("throughput.py", *args)
     assert (line["what"], line["backbone"], line["device"]) == ("infer", "mobilenetv2_035", "cpu")
-    assert line["output_stride"] == 16 and line["host_cpu"].endswith(" cores")
+    assert line["output_stride"] == 16 and line["skip_channels"] == 8
+    assert line["host_cpu"].endswith(" cores")
     assert line["img_per_s"] > 0 and line["ms_per_step"] > 0 and line["steps_timed"] == 2
 
 
