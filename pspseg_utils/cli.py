@@ -323,7 +323,7 @@ patients for validation and 15% held out for testing, seed 0.""",
         type=int,
         metavar="N",
         help="refine the mask at stride 4 with a decoder that takes this many channels of the "
-        "backbone's stride-4 features (default 0: the paper's PSPNet, no decoder)",
+        "backbone's stride-4 features (default 32; 0: the paper's PSPNet, no decoder)",
     )
     train.add_argument(
         "--xla",

@@ -58,6 +58,7 @@ def test_train_writes_a_complete_run_folder(tiny_kaggle_dir, tiny_records, tmp_p
     assert config.epochs == 2 and data_dir == str(tiny_kaggle_dir.resolve())
     model = keras.saving.load_model(tmp_path / "best.keras", safe_mode=True)
     assert model.aux_loss_weight == 0.4  # trained with the auxiliary head, by default
+    assert model.skip_channels == 32  # and the stride-4 decoder
     assert _log_epochs(tmp_path) == [0, 1]
     assert np.isfinite(result.history["loss"]).all()
 

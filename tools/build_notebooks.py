@@ -165,6 +165,7 @@ LESSONS["02_architecture"] = (
         "dilated backbones and the output stride",
         "the pyramid pooling module, built cell by cell",
         "the three backbones' size and speed",
+        "why the recipe adds a decoder at stride 4",
     ],
     [
         md("""
@@ -257,6 +258,22 @@ main, auxiliary = model(images.astype("float32"), training=True)
 print("training:  main", tuple(main.shape), "+ auxiliary", tuple(auxiliary.shape),
       "from features", tuple(auxiliary_features.shape[1:]))
 print("inference:", tuple(model(images.astype("float32")).shape))"""),
+        md("""
+## The decoder: a finer grid for small tumours
+At output stride 8 a 128-pixel slice becomes a 16 x 16 grid of features, each cell 8 x 8
+pixels. A tumour a dozen pixels across covers one or two cells, and upsampling the logits
+cannot draw its outline: even the true masks, averaged onto that grid and upsampled back,
+score a per-patient Dice of only 0.81 on the 40 development patients, against 0.93 on a 32 x 32
+grid (`benchmarks/resolution_ceiling.py`). So the recipe adds DeepLabV3+'s decoder
+(`skip_channels`): the head's features, upsampled 2x, meet the backbone's stride-4 features
+reduced to a few channels, and a 3x3 convolution classifies at stride 4. The PSPNet of the paper
+is `skip_channels=None`."""),
+        code("""
+decoder_model = ps.models.build_pspnet((size, size, 3), 1, backbone=CONFIG.backbone,
+                                       head_channels=CONFIG.head_channels,
+                                       skip_channels=CONFIG.skip_channels, backbone_weights=None)
+for name in ("head_dropout", "head_skip_relu", "head_decoder_relu", "head_probabilities"):
+    print(f"{name:>18}: {tuple(decoder_model.get_layer(name).output.shape[1:])}")"""),
         md("""
 ## The pooled feature maps
 What each pyramid branch hands to the classifier: the same slice summarised at four scales
