@@ -11,8 +11,8 @@ the model class, then thin builders, including the article's `vgg_pspnet`.
 
 With `skip_channels`, a decoder (DeepLabV3+'s, Chen et al. 2018) refines the head at stride 4:
 the head's features, upsampled 2x, meet the backbone's stride-4 features reduced to
-`skip_channels`, and a 3x3 conv-BN-ReLU and the classifier run there. At stride 8 a 128 px slice is a 16x16
-grid, too coarse for a tumour a dozen pixels wide; stride 4 gives 32x32.
+`skip_channels`, and a 3x3 conv-BN-ReLU and the classifier run there. At stride 8 a 128 px
+slice is a 16x16 grid, too coarse for a tumour a dozen pixels wide; stride 4 gives 32x32.
 
 With `aux_loss_weight`, a smaller head on the backbone's second-to-last stage also predicts the
 mask while training, and its loss, weighted, joins the main one (the paper's deep supervision);
