@@ -242,7 +242,13 @@ def test_bce_dice_loss_is_finite(models, backbone, num_classes):
 
 
 @pytest.mark.parametrize(
-    ("backbone", "skip_channels"), [*((b, None) for b in BACKBONE_PARAMS), ("mobilenetv2", 8)]
+    ("backbone", "skip_channels"),
+    [
+        ("vgg16", None),
+        pytest.param("resnet50", None, marks=pytest.mark.slow),
+        ("mobilenetv2", None),
+        ("mobilenetv2", 8),
+    ],
 )
 def test_adam_steps_on_one_batch_lower_the_loss(backbone, skip_channels):
     # A fresh model: training changes weights that the cached models' tests rely on. An eager
