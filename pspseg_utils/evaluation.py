@@ -87,9 +87,9 @@ def evaluate(
     the prediction of the mirrored slice, and `keep_largest` keeps only the largest connected
     region of each patient's predicted volume (its slices stacked in order; all of one size), as
     Buda et al. (2019) evaluate: a stray region on a slice far from the tumour is dropped.
-    Both raised the validation Dice of every patient split (README, Results). `keep_largest=None`
-    means yes for a model with one foreground class (tumour), no for a multi-class one, whose
-    classes are separate regions.
+    Both raised the validation Dice of every patient split (benchmarks/EXPERIMENTS.md).
+    `keep_largest=None` means yes for a model with one foreground class (tumour), no for a
+    multi-class one, whose classes are separate regions.
 
     Returns:
         EvaluationResult with `slices` (one dict per slice, by patient then slice index),

@@ -78,7 +78,7 @@ class TrainConfig:
     ema_momentum: float | None = None  # validate and keep best.keras with averaged weights
     precise_bn_batches: int = 0  # re-estimate BatchNorm statistics on this many batches
     # Dice pooled over the batch (nnU-Net's choice for 2D networks): measured better than per
-    # image on the validation patients, on average over three splits (README, Results).
+    # image on the validation patients, on average over three splits (benchmarks/EXPERIMENTS.md).
     loss: str = "bce_batch_dice"
     augment: bool = True
     # FLAIR in place of another sequence in this share of training slices: the dataset does so

@@ -330,7 +330,7 @@ tumour in focus. Training pools the Dice over the batch (`"bce_batch_dice"`, as 
 for 2D networks): with one Dice per slice, a slice without tumour loses half its Dice to one
 confident stray pixel, and the network learns to hold back wherever it is unsure. On the real
 scans the pooled Dice scored higher on the validation patients, on average over three patient
-splits (README, Results).
+splits (`benchmarks/EXPERIMENTS.md`).
 
 ## Metrics
 Dice = 2|T and P| / (|T| + |P|), IoU = |T and P| / |T or P|. A slice with no tumour and no
