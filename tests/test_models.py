@@ -36,11 +36,14 @@ from pspseg_utils.models.pspnet import check_input_shape  # noqa: E402
 HEIGHT, WIDTH = 48, 64
 BINS = (1, 2, 3, 6)
 FEATURE_CHANNELS = {"vgg16": 512, "resnet50": 2048, "mobilenetv2": 320}
-BACKBONE_PARAMS = [
-    "vgg16",
-    pytest.param("resnet50", marks=pytest.mark.slow),
-    "mobilenetv2",
-]
+
+
+def backbone_param(backbone: str, *more):
+    """The pytest parameter (backbone, *more); ResNet50's, the slowest to build, marked slow."""
+    return pytest.param(backbone, *more, marks=pytest.mark.slow if backbone == "resnet50" else ())
+
+
+BACKBONE_PARAMS = [backbone_param(backbone) for backbone in FEATURE_CHANNELS]
 
 # Keras' own names for unnamed layers ("conv2d_3", "lambda", ...), from the brief's list.
 AUTO_NAME = re.compile(r"^(conv2d|dense|activation|lambda)(_\d+)?$")
@@ -243,12 +246,7 @@ def test_bce_dice_loss_is_finite(models, backbone, num_classes):
 
 @pytest.mark.parametrize(
     ("backbone", "skip_channels"),
-    [
-        ("vgg16", None),
-        pytest.param("resnet50", None, marks=pytest.mark.slow),
-        ("mobilenetv2", None),
-        ("mobilenetv2", 8),
-    ],
+    [*(backbone_param(b, None) for b in FEATURE_CHANNELS), backbone_param("mobilenetv2", 8)],
 )
 def test_adam_steps_on_one_batch_lower_the_loss(backbone, skip_channels):
     # A fresh model: training changes weights that the cached models' tests rely on. An eager
