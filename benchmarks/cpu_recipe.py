@@ -8,7 +8,8 @@ It runs exactly what these two commands run, and prints one JSON line with the r
     pspseg train --data DATA --out OUT --time-budget 25
     pspseg evaluate --model OUT --data DATA --split test --json
 
-and also the Dice of the raw prediction (`--no-tta --no-keep-largest`) as patient_dice_mean_raw.
+and also the Dice of the raw prediction (`--no-tta --no-keep-largest`, cut at 0.5 where the
+cleaned-up one is cut at 0.3) as patient_dice_mean_raw.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main() -> None:
         records = data.find_slices(args.data, progress=False)
         test = data.select_patients(records, training.load_split(args.out)["test"])
         model = inference.load_model(args.out)
-        scores = evaluation.evaluate(model, test, progress=False)  # mirror-averaged, largest
+        scores = evaluation.evaluate(model, test, progress=False)  # cleaned up, at 0.3
         raw = evaluation.evaluate(model, test, tta=False, keep_largest=False, progress=False)
     evaluation.write_csv(scores.patients, os.path.join(args.out, "test_patients.csv"))
     command = (

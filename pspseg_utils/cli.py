@@ -18,6 +18,8 @@ from pspseg_utils import data
 
 # The keys of models.BACKBONES, spelled out so that `--help` does not wait for Keras to import.
 BACKBONE_NAMES = ["vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050", "mobilenetv2_035"]
+# evaluation.CLEAN_UP_THRESHOLD, spelled out for the same reason.
+CLEAN_UP_THRESHOLD = 0.3
 
 EPILOG = """\
 a first session, offline:
@@ -365,8 +367,9 @@ patients for validation and 15% held out for testing, seed 0.""",
         description="Score a model on DATA. --split test|val uses the run folder's split.json "
         "(the patients the model never trained on); --split all scores every patient in DATA. "
         "Per-patient Dice is computed over the whole volume, as in Buda et al. 2019. The "
-        "prediction is averaged with that of the mirrored slice and only the largest region of "
-        "each patient's volume is kept (--no-tta, --no-keep-largest score the raw prediction).",
+        "prediction is averaged with that of the mirrored slice, cut at P(tumour) "
+        f"{CLEAN_UP_THRESHOLD}, and only the largest region of each patient's volume is kept "
+        "(--no-tta --no-keep-largest score the raw prediction, cut at 0.5).",
     )
     evaluate.add_argument(
         "--model", type=Path, required=True, help="a run folder, or a .keras file inside one"
@@ -403,8 +406,17 @@ patients for validation and 15% held out for testing, seed 0.""",
 def _add_prediction_options(
     parser: argparse.ArgumentParser, *, largest_of: str, clean_up: bool
 ) -> None:
+    default_threshold = (
+        f"{CLEAN_UP_THRESHOLD} with both clean-up steps, chosen on validation patients; 0.5 "
+        "without them"
+        if clean_up
+        else "0.5"
+    )
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="cut-off on P(tumour) (default 0.5)"
+        "--threshold",
+        type=float,
+        default=None if clean_up else 0.5,
+        help=f"cut-off on P(tumour) (default {default_threshold})",
     )
     parser.add_argument(
         "--tta",

@@ -19,7 +19,19 @@ import numpy as np
 from pspseg_utils import data, inference
 from pspseg_utils.metrics import confusion_counts, hausdorff_distance_95, scores_from_counts
 
-__all__ = ["EvaluationResult", "evaluate", "score_slice", "score_patient", "write_csv"]
+__all__ = [
+    "CLEAN_UP_THRESHOLD",
+    "EvaluationResult",
+    "evaluate",
+    "score_slice",
+    "score_patient",
+    "write_csv",
+]
+
+# The cut-off on P(tumour) of the cleaned-up prediction: lower than 0.5 finds more of a faint
+# tumour, and the false alarms it adds away from the tumour are what the largest region drops.
+# Chosen on validation patients (benchmarks/threshold_sweep.py, benchmarks/EXPERIMENTS.md).
+CLEAN_UP_THRESHOLD = 0.3
 
 
 def score_slice(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
@@ -75,7 +87,7 @@ def evaluate(
     model: keras.Model,
     records: Sequence[data.SliceRecord],
     *,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     tta: bool = True,
     keep_largest: bool | None = None,
     batch_size: int = 16,
@@ -89,7 +101,8 @@ def evaluate(
     Buda et al. (2019) evaluate: a stray region on a slice far from the tumour is dropped.
     Both raised the validation Dice of every patient split (benchmarks/EXPERIMENTS.md).
     `keep_largest=None` means yes for a model with one foreground class (tumour), no for a
-    multi-class one, whose classes are separate regions.
+    multi-class one, whose classes are separate regions. `threshold=None` cuts P(tumour) at
+    CLEAN_UP_THRESHOLD (0.3) with both clean-up steps, else at 0.5 (softmax models: argmax).
 
     Returns:
         EvaluationResult with `slices` (one dict per slice, by patient then slice index),
@@ -102,6 +115,8 @@ def evaluate(
     records = sorted(records, key=lambda r: (r.patient_id, r.slice_index))
     if keep_largest is None:
         keep_largest = model.outputs[0].shape[-1] <= 2  # sigmoid, or softmax: background, tumour
+    if threshold is None:
+        threshold = CLEAN_UP_THRESHOLD if tta and keep_largest else 0.5
     predictions = inference.iter_predictions(
         model,
         [r.image_path for r in records],

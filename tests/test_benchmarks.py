@@ -101,6 +101,29 @@ def test_cpu_recipe_line(tiny_kaggle_dir, tmp_path):
     assert line["test_patients"] >= 1 and 0.0 <= line["patient_dice_mean"] <= 1.0
     assert (tmp_path / "run" / "test_patients.csv").exists()
 
+    # The run folder, as the threshold sweep takes it: its best.keras on its own split.
+    lines = _run("threshold_sweep.py", "--data", str(tiny_kaggle_dir), str(tmp_path / "run"),
+                 "--thresholds", "0.3", "0.5")  # fmt: skip
+    per_run = [(x["split"], x["threshold"]) for x in lines if x["what"] == "threshold_run"]
+    assert per_run == [("val", 0.3), ("val", 0.5), ("test", 0.3), ("test", 0.5)]
+    test_at_half = next(x for x in lines if x["what"] == "threshold_pooled"
+                        and (x["split"], x["threshold"]) == ("test", 0.5))  # fmt: skip
+    # Evaluated as cpu_recipe's default evaluation was, less the threshold: the same patients.
+    assert test_at_half["patients"] == line["test_patients"]
+    assert lines[-1]["what"] == "threshold_chosen_on_val" and lines[-1]["threshold"] in (0.3, 0.5)
+
+
+def test_volume_dice_cuts_then_keeps_the_largest_region():
+    volume_dice = _import_benchmark("threshold_sweep").volume_dice
+    truth = np.zeros((2, 6, 6), bool)
+    truth[:, :2, :2] = True  # 8 voxels through both slices
+    probabilities = np.where(truth, 0.4, 0.1)
+    probabilities[1, 4:, 4:] = 0.45  # a stray 2 x 2 blob: 4 voxels, not the largest region
+    assert volume_dice(probabilities, truth, 0.3) == 1.0  # the blob is dropped
+    assert volume_dice(probabilities, truth, 0.42) == 0.0  # only the blob is left: no overlap
+    assert volume_dice(probabilities, truth, 0.5) == 0.0  # nothing predicted
+    assert volume_dice(np.zeros((2, 6, 6)), np.zeros((2, 6, 6), bool), 0.3) == 1.0  # both empty
+
 
 def test_article_baseline_writes_the_article_layout(tmp_path):
     # The baseline itself needs TensorFlow 2.15 in a venv of its own; its data step does not.

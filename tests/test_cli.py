@@ -134,3 +134,9 @@ def test_backbone_choices_are_the_models_backbones():
     from pspseg_utils.models import BACKBONES
 
     assert list(BACKBONES) == cli.BACKBONE_NAMES
+
+
+def test_clean_up_threshold_is_the_evaluations():
+    from pspseg_utils import evaluation
+
+    assert cli.CLEAN_UP_THRESHOLD == evaluation.CLEAN_UP_THRESHOLD

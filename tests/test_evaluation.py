@@ -342,6 +342,23 @@ def test_evaluate_keeps_the_largest_region_of_each_volume(tmp_path):
     assert [r["predicted_pixels"] for r in cleaned.slices] == [4, 4, 4]
 
 
+def test_the_cleaned_up_prediction_is_cut_lower_than_the_raw_one(records):
+    # P(tumour) = 0.4 everywhere: over CLEAN_UP_THRESHOLD (0.3), under 0.5.
+    model = _constant_model(float(np.log(0.4 / 0.6)))
+    every_pixel = 64 * 64 * len(records)
+
+    def predicted(**options) -> int:
+        result = evaluation.evaluate(model, records, batch_size=4, progress=False, **options)
+        return sum(row["predicted_pixels"] for row in result.slices)
+
+    assert evaluation.CLEAN_UP_THRESHOLD < 0.4
+    assert predicted() == every_pixel  # the mirrored average and the largest region: 0.3
+    assert predicted(tta=False) == 0  # one clean-up step only: 0.5
+    assert predicted(keep_largest=False) == 0
+    assert predicted(threshold=0.5) == 0  # asked for
+    assert predicted(tta=False, threshold=0.35) == every_pixel
+
+
 def test_keep_largest_is_off_by_default_for_a_multi_class_model(tmp_path):
     # Classes are separate regions: a 3-class model marking class 1 on bright pixels keeps both
     # regions unless asked (here the stand-in marks one class, so asking drops the 3 x 3 blob).
