@@ -549,6 +549,12 @@ summaries = {
 summaries[f"mirrored + largest, at {evaluation.CLEAN_UP_THRESHOLD}"] = result.summary  # the default
 pd.DataFrame(summaries).loc[["patient_dice_mean", "patient_dice_median", "slice_dice_mean"]].T.round(3)"""),
         md("""
+A cut-off belongs to the data it was chosen on. On the real scans the lower one found more of
+the faint tumours that the model half sees (the recipe's weak point). The synthetic tumours are
+not faint in the same way, so here it may gain nothing, or even cost a little. Choose such
+settings on validation patients of your own data, never on the test patients, and report what
+they did there."""),
+        md("""
 ## Best and worst patients
 Each patient's largest tumour slice, truth in green, prediction in red."""),
         code("""
