@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 
 from pspseg_utils.models.layers import (  # noqa: E402
     AdaptiveAveragePooling,
+    FusedBatchNormalization,
     SliceStandardization,
     adaptive_pooling_matrix,
 )
@@ -236,3 +237,82 @@ def test_slice_standardization_config_round_trip():
     assert restored.epsilon == 0.25
     batch = _mri_like_batch()
     np.testing.assert_array_equal(_numpy(restored(batch)), _numpy(layer(batch)))
+
+
+# ---------------------------------------------------------------------------------------------
+# FusedBatchNormalization: the same numbers as keras.layers.BatchNormalization
+# ---------------------------------------------------------------------------------------------
+
+
+def _batch_norm_pair(shape, **kwargs):
+    """Keras' layer and ours, built alike, with the same non-trivial weights and statistics."""
+    rng = np.random.default_rng(1)
+    channels = shape[kwargs.get("axis", -1)]
+    weights = [
+        rng.normal(1.0, 0.2, channels),  # gamma
+        rng.normal(0.0, 0.2, channels),  # beta
+        rng.normal(0.5, 0.1, channels),  # moving mean
+        rng.uniform(1.0, 3.0, channels),  # moving variance
+    ]
+    pair = []
+    for layer_class in (keras.layers.BatchNormalization, FusedBatchNormalization):
+        layer = layer_class(momentum=0.9, **kwargs)
+        layer.build(shape)
+        layer.set_weights([w.astype("float32") for w in weights])
+        pair.append(layer)
+    return pair
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fused kernel is TF's")
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batch_norm_matches_keras_outputs_gradients_and_statistics(training):
+    import tensorflow as tf
+
+    # 3 images of 5x4: 60 values per channel, few enough that Bessel's correction (60/59) shows.
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (3, 5, 4, 6)).astype("float32"))
+    results = []
+    for layer in _batch_norm_pair(x.shape):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(y * tf.cos(x))  # any loss whose gradient is not uniform
+        grad_x, grad_gamma, grad_beta = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        statistics = [layer.moving_mean, layer.moving_variance]
+        results.append([y, grad_x, grad_gamma, grad_beta, *statistics])
+    names = ["outputs", "d/dx", "d/dgamma", "d/dbeta", "moving mean", "moving variance"]
+    for name, expected, actual in zip(names, *results, strict=True):
+        np.testing.assert_allclose(_numpy(actual), _numpy(expected), atol=2e-5, err_msg=name)
+
+    # ... and the numbers do come from the fused kernel.
+    graph = tf.function(lambda images: layer(images, training=training))
+    operations = graph.get_concrete_function(x).graph.get_operations()
+    assert "FusedBatchNormV3" in {operation.type for operation in operations}
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fused kernel is TF's")
+def test_fused_batch_norm_moving_variance_is_the_biased_batch_variance():
+    # One channel, values 0 and 2 twice each: mean 1, biased variance 1 (unbiased 4/3).
+    layer = FusedBatchNormalization(momentum=0.0)
+    layer(np.array([0, 2, 0, 2], dtype="float32").reshape(1, 2, 2, 1), training=True)
+    assert _numpy(layer.moving_mean).tolist() == pytest.approx([1.0])
+    assert _numpy(layer.moving_variance).tolist() == pytest.approx([1.0])
+
+
+@pytest.mark.parametrize(
+    ("shape", "kwargs"),
+    [((3, 6), {}), ((3, 5, 4, 6), {"axis": 1}), ((3, 5, 4, 6), {"epsilon": 1e-6})],
+    ids=["2-d input", "channels first", "epsilon below the kernel's"],
+)
+def test_fused_batch_norm_falls_back_to_keras_where_the_kernel_does_not_apply(shape, kwargs):
+    x = np.random.default_rng(0).normal(2.0, 3.0, shape).astype("float32")
+    keras_layer, fused_layer = _batch_norm_pair(x.shape, **kwargs)
+    np.testing.assert_allclose(
+        _numpy(fused_layer(x, training=True)), _numpy(keras_layer(x, training=True)), atol=1e-6
+    )
+
+
+def test_fused_batch_norm_config_round_trip():
+    layer = FusedBatchNormalization(momentum=0.9, epsilon=1e-3, name="head_bn")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is FusedBatchNormalization
+    assert (restored.momentum, restored.epsilon, restored.name) == (0.9, 1e-3, "head_bn")

@@ -31,6 +31,7 @@ from pspseg_utils.models import (  # noqa: E402
     vgg_pspnet,
 )
 from pspseg_utils.models import backbones as backbones_module  # noqa: E402
+from pspseg_utils.models.layers import FusedBatchNormalization  # noqa: E402
 from pspseg_utils.models.pspnet import check_input_shape  # noqa: E402
 
 HEIGHT, WIDTH = 48, 64
@@ -203,6 +204,14 @@ def test_every_layer_is_named_and_no_lambda(models, backbone):
         if AUTO_NAME.match(layer.name) or default.match(layer.name):
             unnamed.append(f"{owner.name}/{layer.name}")
     assert unnamed == []
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_PARAMS)
+def test_every_batch_norm_is_the_fused_one(models, backbone):
+    layers = [layer for _, layer in _layers_with_owner(models.model(backbone))]
+    batch_norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert {"ppm_pool6_bn", "head_bn"} <= {layer.name for layer in batch_norms}  # the head's
+    assert [layer.name for layer in batch_norms if type(layer) is not FusedBatchNormalization] == []
 
 
 @pytest.mark.parametrize("backbone", BACKBONE_PARAMS)

@@ -19,10 +19,17 @@ from typing import NamedTuple
 
 import keras
 
+from pspseg_utils.models.layers import FusedBatchNormalization
+
 __all__ = ["BACKBONES", "build_backbone"]
 
 WEIGHTS_HOST = ("storage.googleapis.com", 443)
 BATCH_NORM_MOMENTUM = 0.9
+# How a layer config names FusedBatchNormalization, which replaces the backbones' own.
+FUSED_BATCH_NORM_CLASS = {
+    key: keras.saving.serialize_keras_object(FusedBatchNormalization())[key]
+    for key in ("module", "class_name", "registered_name")
+}
 
 
 def _layer(config: dict, name: str) -> dict:
@@ -178,6 +185,7 @@ def build_backbone(
             # faster than such averages follow, and inference-mode outputs collapse. 0.9 (the
             # PyTorch default) tracks them.
             layer["config"]["momentum"] = BATCH_NORM_MOMENTUM
+            layer.update(FUSED_BATCH_NORM_CLASS)
     dilated = keras.Model.from_config(config)
     dilated.set_weights(original.get_weights())
     last = dilated.get_layer(spec.feature_layer) if spec.feature_layer else dilated.layers[-1]

@@ -28,7 +28,11 @@ import keras
 from keras import layers, ops
 
 from pspseg_utils.models.backbones import BACKBONES, BATCH_NORM_MOMENTUM, build_backbone
-from pspseg_utils.models.layers import AdaptiveAveragePooling, SliceStandardization
+from pspseg_utils.models.layers import (
+    AdaptiveAveragePooling,
+    FusedBatchNormalization,
+    SliceStandardization,
+)
 
 __all__ = [
     "PSPNet",
@@ -71,7 +75,7 @@ def check_input_shape(input_shape: Sequence[int], *, output_stride: int, bins: S
 def conv_bn_relu(x, filters: int, kernel_size: int, *, name: str):
     """Conv (no bias: BN follows) -> BatchNorm -> ReLU, each layer named `{name}_...`."""
     x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
