@@ -2,7 +2,11 @@
 
 from pspseg_utils.models import pspnet
 from pspseg_utils.models.backbones import BACKBONES, build_backbone
-from pspseg_utils.models.layers import AdaptiveAveragePooling, SliceStandardization
+from pspseg_utils.models.layers import (
+    AdaptiveAveragePooling,
+    FusedBatchNormalization,
+    SliceStandardization,
+)
 from pspseg_utils.models.pspnet import (
     PSPNet,
     build_pspnet,
@@ -15,6 +19,7 @@ from pspseg_utils.models.pspnet import (
 __all__ = [
     "BACKBONES",
     "AdaptiveAveragePooling",
+    "FusedBatchNormalization",
     "PSPNet",
     "SliceStandardization",
     "build_backbone",

@@ -100,12 +100,12 @@ class FusedBatchNormalization(layers.BatchNormalization):
     """`keras.layers.BatchNormalization` computed by TensorFlow's fused kernel on that backend.
 
     Keras 3 normalises with separate ops (a float32 cast, moments, scale and shift) and
-    differentiates through each of them: on a 2-core CPU that was 40% of a MobileNetV2 training
-    step. TensorFlow's FusedBatchNormV3 does each direction in one op; MobileNetV2-PSPNets then
-    train 1.5-1.7x faster at 128 px (README, Performance). Same weights, config and results as
-    Keras' layer: the batch variance, used for the moving average too, is the biased one. Other
-    backends, masks, renorm, synchronized statistics, inputs other than (B, H, W, C) and epsilons
-    below 1.001e-5 take Keras' own path.
+    differentiates through each of them: on a 2-core CPU, about half the operator time of a
+    MobileNetV2 training step. TensorFlow's FusedBatchNormV3 does each direction in one op;
+    MobileNetV2-PSPNets then train 1.5-1.7x faster at 128 px (README, Performance). Same
+    weights, config and results as Keras' layer: the batch variance, used for the moving average
+    too, is the biased one. Other backends, masks, renorm, synchronized statistics, inputs other
+    than (B, H, W, C) and epsilons below 1.001e-5 take Keras' own path.
     """
 
     def call(self, inputs, training=None, mask=None):
