@@ -27,8 +27,9 @@ WEIGHTS_HOST = ("storage.googleapis.com", 443)
 BATCH_NORM_MOMENTUM = 0.9
 # How a layer config names FusedBatchNormalization, which replaces the backbones' own.
 FUSED_BATCH_NORM_CLASS = {
-    key: keras.saving.serialize_keras_object(FusedBatchNormalization())[key]
-    for key in ("module", "class_name", "registered_name")
+    "module": FusedBatchNormalization.__module__,
+    "class_name": FusedBatchNormalization.__name__,
+    "registered_name": keras.saving.get_registered_name(FusedBatchNormalization),
 }
 
 
