@@ -156,3 +156,16 @@ def test_resolution_ceiling_lines(tiny_kaggle_dir, tiny_records):
     # The slices are 64 px: a 64 x 64 grid keeps every mask as it is.
     assert lines[0]["patient_dice_mean"] == lines[0]["patient_dice_min"] == 1.0
     assert lines[1]["patient_dice_mean"] < 1.0
+
+
+def test_gpu_set_rows_reach_their_child_process_intact():
+    # The GPU set measures each row in a process of its own, from its command-line arguments.
+    throughput = _import_benchmark("throughput")
+    parser = throughput.build_parser()
+    settings = parser.parse_args(["--set", "gpu", "--xla", "--steps", "7", "--seconds", "1.5"])
+    rows = [throughput.Measurement(*fields) for fields in throughput.GPU_SET]
+    assert any(row.cached for row in rows) and any(not row.cached for row in rows)
+    for row in rows:
+        child = parser.parse_args(throughput._row_arguments(row, settings))
+        assert throughput.requested_row(child) == row
+        assert (child.xla, child.steps, child.seconds) == (True, 7, 1.5)
