@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--xla",
         action="store_true",
-        help="jit_compile=True with TensorFlow (slow on CPUs); on JAX, XLA is always on",
+        help="jit_compile=True with TensorFlow (slow on CPUs; the GPU set turns it on); on JAX, "
+        "XLA is always on",
     )
     parser.add_argument(
         "--cached",
@@ -314,16 +315,20 @@ def main() -> None:
             setattr(args, name, default)
     if args.what:
         run_measurement(requested_row(args), args)
-    elif args.set == "gpu":
-        # One process a row: JAX's peak device memory is the process's, and a row that fails
-        # (out of memory, say) leaves the others standing.
-        for row in (Measurement(*fields) for fields in GPU_SET):
-            child = subprocess.run([sys.executable, __file__, *_row_arguments(row, args)])
-            if child.returncode:
-                print(f"{row} failed (exit status {child.returncode})", file=sys.stderr)
-    else:
-        for row in (Measurement(*fields) for fields in CPU_SET):
+        return
+    rows = [Measurement(*fields) for fields in (GPU_SET if args.set == "gpu" else CPU_SET)]
+    rows = [row._replace(cached=row.cached or args.cached) for row in rows]
+    if args.set == "cpu":
+        for row in rows:
             run_measurement(row, args)
+        return
+    args.xla = True  # on GPUs XLA pays (with TensorFlow too); JAX always compiles anyway
+    # One process a row: JAX's peak device memory is the process's, and a row that fails (out
+    # of memory, say) leaves the others standing.
+    for row in rows:
+        child = subprocess.run([sys.executable, __file__, *_row_arguments(row, args)])
+        if child.returncode:
+            print(f"{row} failed (exit status {child.returncode})", file=sys.stderr)
 
 
 def _row_arguments(row: Measurement, args: argparse.Namespace) -> list[str]:
