@@ -325,10 +325,14 @@ def main() -> None:
     args.xla = True  # on GPUs XLA pays (with TensorFlow too); JAX always compiles anyway
     # One process a row: JAX's peak device memory is the process's, and a row that fails (out
     # of memory, say) leaves the others standing.
+    failed = []
     for row in rows:
         child = subprocess.run([sys.executable, __file__, *_row_arguments(row, args)])
         if child.returncode:
-            print(f"{row} failed (exit status {child.returncode})", file=sys.stderr)
+            failed.append(f"{row} (exit status {child.returncode})")
+    if failed:
+        sys.exit(f"{len(failed)} of {len(rows)} rows failed; their errors are above:\n"
+                 + "\n".join(failed))  # fmt: skip
 
 
 def _row_arguments(row: Measurement, args: argparse.Namespace) -> list[str]:

@@ -169,3 +169,22 @@ def test_gpu_set_rows_reach_their_child_process_intact():
         child = parser.parse_args(throughput._row_arguments(row, settings))
         assert throughput.requested_row(child) == row
         assert (child.xla, child.steps, child.seconds) == (True, 7, 1.5)
+
+
+def test_gpu_set_exits_non_zero_when_a_row_fails(monkeypatch):
+    # A failed row must not pass for a complete set: the others still run, then the exit is 1.
+    throughput = _import_benchmark("throughput")
+    measured = []
+
+    def fake_run(command):
+        measured.append(command)
+        return subprocess.CompletedProcess(command, returncode=1 if len(measured) == 2 else 0)
+
+    monkeypatch.setattr(throughput.subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["throughput.py", "--set", "gpu"])
+    with pytest.raises(SystemExit) as exit_info:
+        throughput.main()
+    assert len(measured) == len(throughput.GPU_SET)
+    message = str(exit_info.value.code)
+    assert message.startswith(f"1 of {len(throughput.GPU_SET)} rows failed")
+    assert str(throughput.Measurement(*throughput.GPU_SET[1])) in message
