@@ -576,32 +576,37 @@ def stack_context(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
 def load_arrays(
     records: Sequence[SliceRecord],
     *,
-    image_size: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
     context_slices: int = 0,
     num_classes: int = 2,
     progress: bool = True,
     workers: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode every slice once into memory, resized to image_size x image_size if given.
+    """Decode every slice once into memory, resized to `image_size` if given: a side S (a square
+    S x S) or (height, width).
 
     tf.io cannot decode TIFF, so OpenCV decodes here and tf.data streams the arrays. Images are
     resized with area averaging, masks with nearest neighbour (labels must stay labels). With
     `context_slices` c, each image also carries its c neighbours on each side among `records`.
 
     Returns:
-        images uint8 (N, S, S, 3 (1 + 2c)), each slice in (pre, FLAIR, post) order, and masks
-        uint8 (N, S, S) of the middle slice.
+        images uint8 (N, H, W, 3 (1 + 2c)), each slice in (pre, FLAIR, post) order, and masks
+        uint8 (N, H, W) of the middle slice.
     """
     offsets = context_offsets(context_slices)  # checked before the slow part
     if not records:
         raise ValueError("load_arrays got no records; check the split and the data folder")
+    shape = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise ValueError(f"image_size must be a side or (height, width), got {image_size!r}")
 
     def load(record: SliceRecord) -> tuple[np.ndarray, np.ndarray]:
         image = read_image(record.image_path)
         mask = read_mask(record.mask_path, num_classes=num_classes)
-        if image_size is not None and image.shape[:2] != (image_size, image_size):
-            image = cv2.resize(image, (image_size, image_size), interpolation=cv2.INTER_AREA)
-            mask = cv2.resize(mask, (image_size, image_size), interpolation=cv2.INTER_NEAREST)
+        if shape is not None and image.shape[:2] != tuple(shape):
+            width_height = (shape[1], shape[0])  # OpenCV's order
+            image = cv2.resize(image, width_height, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, width_height, interpolation=cv2.INTER_NEAREST)
         return image, mask
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -648,21 +653,21 @@ def _augment(image, mask, seed, missing_sequence_rate=0.0):
     import tensorflow as tf
 
     seeds = tf.random.experimental.stateless_split(seed, num=7)
-    size = tf.cast(tf.shape(image)[0], tf.float32)
+    centre_y, centre_x = tf.unstack((tf.cast(tf.shape(image)[:2], tf.float32) - 1.0) / 2.0)
     flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
 
     angle = tf.random.stateless_uniform([], seeds[1], -10.0, 10.0) * (np.pi / 180.0)
     scale = tf.random.stateless_uniform([], seeds[2], 0.9, 1.1)
-    # Output pixel (x, y) samples input at A (x - c) + c with A = R(angle) / scale.
-    cos, sin, centre = tf.cos(angle) / scale, tf.sin(angle) / scale, (size - 1.0) / 2.0
+    # Output pixel (x, y) samples input at A (x - c) + c with A = R(angle) / scale, c the centre.
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     inverse_map = tf.stack(
         [
             cos,
             -sin,
-            centre - cos * centre + sin * centre,
+            centre_x - cos * centre_x + sin * centre_y,
             sin,
             cos,
-            centre - sin * centre - cos * centre,
+            centre_y - sin * centre_x - cos * centre_y,
         ]
     )
     gain = tf.random.stateless_uniform([3], seeds[3], 0.9, 1.1)

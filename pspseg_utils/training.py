@@ -806,15 +806,17 @@ def train_article(
     if validate and (val_images is None or val_annotations is None):
         raise ValueError("validate=True needs val_images and val_annotations")
     num_classes = max(2, model.num_classes)
-    size = model.input_shape[1]
+    height, width = model.input_shape[1:3]  # the article's default model is 384 x 576
 
     def arrays(images_dir, masks_dir):
         # Every file is checked whatever `verify_dataset` says: bad input fails here, clearly.
         records = data.find_pairs(images_dir, masks_dir, num_classes=num_classes, progress=False)
-        return data.load_arrays(records, image_size=size, num_classes=num_classes, progress=False)
+        return data.load_arrays(
+            records, image_size=(height, width), num_classes=num_classes, progress=False
+        )
 
     config = TrainConfig(
-        image_size=size,
+        image_size=height,  # not read by fit(): the arrays carry their size
         num_classes=model.num_classes,
         epochs=epochs,
         batch_size=batch_size,

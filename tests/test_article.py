@@ -160,6 +160,25 @@ def test_three_classes_train_and_predict_labels_0_1_2(three_class_dir, tmp_path)
     assert set(np.unique(mask).tolist()) <= {0, 1, 2}
 
 
+def test_a_model_wider_than_high_trains_and_predicts_at_the_images_size(tiny_article_dir, tmp_path):
+    # keras_segmentation's own default model is 384 x 576: every image is resized to H x W.
+    keras.utils.set_random_seed(0)
+    model = pspseg_utils.models.pspnet.vgg_pspnet(
+        n_classes=2, input_height=48, input_width=72, backbone_weights=None
+    )
+    result = model.train(
+        train_images=str(tiny_article_dir / "images"),
+        train_annotations=str(tiny_article_dir / "masks"),
+        checkpoints_path=str(tmp_path / "ckpts"),
+        epochs=1,
+        steps_per_epoch=2,
+        do_augment=True,
+    )
+    assert result.epochs_done == 1 and np.isfinite(result.history["loss"]).all()
+    image = next((tiny_article_dir / "images").glob("*.png"))
+    assert pspseg_utils.predict.predict(model=model, inp=str(image)).shape == (64, 64)
+
+
 @pytest.mark.slow
 def test_train_with_validation_batch_size_augmentation_and_an_old_keyword(
     tiny_article_dir, tmp_path

@@ -474,6 +474,13 @@ def test_load_arrays_resizes_and_keeps_masks_binary(tiny_records):
     assert 0.5 < masks.sum() / (biggest.tumour_pixels / 4) < 1.5
 
 
+def test_load_arrays_resizes_to_height_and_width(tiny_records):
+    images, masks = data.load_arrays(tiny_records[:2], image_size=(32, 48), progress=False)
+    assert images.shape == (2, 32, 48, 3) and masks.shape == (2, 32, 48)
+    with pytest.raises(ValueError, match=r"image_size must be a side or \(height, width\), got"):
+        data.load_arrays(tiny_records[:2], image_size=(32, 48, 3), progress=False)
+
+
 def test_load_arrays_refuses_nothing_and_mixed_sizes(tmp_path):
     with pytest.raises(ValueError, match="no records"):
         data.load_arrays([], progress=False)
@@ -735,6 +742,20 @@ def test_augmentation_changes_images_and_keeps_masks_binary(tiny_arrays):
     assert np.any(y_aug) and np.any(y)  # tumours survive
     for before, after in zip(x.numpy(), x_aug, strict=True):
         assert np.abs(before - after).mean() > 1.0
+
+
+def test_augmentation_turns_and_scales_a_wide_slice_about_its_own_centre():
+    # A centred rectangle stays centred under any flip, rotation and scale about the centre; a
+    # centre taken from the height alone would move it sideways by up to 0.1 x (W - H) / 2.
+    height, width = 32, 96
+    images = np.zeros((1, height, width, 3), np.uint8)
+    masks = np.zeros((1, height, width), np.uint8)
+    masks[0, 12:20, 40:56] = 1
+    dataset = data.make_dataset(images, masks, batch_size=1, augment=True, repeat=True, seed=3)
+    for _, mask in dataset.take(40):
+        rows, columns = np.nonzero(mask.numpy()[0, ..., 0])
+        assert abs(columns.mean() - (width - 1) / 2) < 0.75
+        assert abs(rows.mean() - (height - 1) / 2) < 0.75
 
 
 def test_augmentation_accepts_float_arrays(tiny_arrays):
