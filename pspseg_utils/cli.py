@@ -1,8 +1,9 @@
 """The `pspseg` command line (also `python -m pspseg_utils`).
 
 Each sub-command is a thin layer over the package: it parses arguments, calls one function and
-prints what happened. Errors in the user's data or arguments print a message and exit with
-status 2, without a traceback.
+prints what happened. Problems in the user's data, and a download that cannot be made, print
+a message and exit with status 1; bad arguments and missing files exit with status 2. Neither
+prints a traceback.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def _train(args: argparse.Namespace) -> int:
         "skip_channels": args.skip_channels,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
+    if args.weights is not None:  # "none" must reach the config as None, so not in overrides
+        given["backbone_weights"] = None if args.weights == "none" else args.weights
     config = default_config(**given) if not args.quick else TrainConfig(**{**QUICK, **given})
     result = train(args.data, args.out, config, resume=not args.no_resume)
     how = f", stopped by the {result.stopped_early}" if result.stopped_early else ""
@@ -148,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pspseg_utils import evaluation, inference
     from pspseg_utils.training import load_split
 
-    records = data.find_slices(args.data, progress=not args.json)
+    patients = None  # every patient in --data
     if args.split != "all":
         run_dir = _run_folder(args.model)
         if not (run_dir / "split.json").exists():
@@ -156,13 +159,22 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"{run_dir}/split.json not found: --split {args.split} needs the run folder "
                 "that trained the model; use --split all to evaluate every patient in --data"
             )
-        records = data.select_patients(records, load_split(run_dir)[args.split])
+        patients = load_split(run_dir)[args.split]
+        if not patients:
+            raise ValueError(
+                f"{run_dir} held out no {args.split} patients (it was trained with "
+                f"--{args.split}-fraction 0); use --split all on a dataset it never saw"
+            )
+    model = inference.load_model(args.model)
+    num_classes = max(2, model.outputs[0].shape[-1])  # a sigmoid output: tumour or not
+    records = data.find_slices(args.data, num_classes=num_classes, progress=not args.json)
+    if patients is not None:
+        records = data.select_patients(records, patients)
         if not records:
             raise ValueError(
                 f"none of the run's {args.split} patients are in {args.data}; is it the data "
                 "the model was trained on? Use --split all for another dataset."
             )
-    model = inference.load_model(args.model)
     result = evaluation.evaluate(
         model,
         records,
@@ -239,7 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(kaggle_3m/<patient>/*.tif) or the article layout (images/ + masks/) and report what "
         "is there, or every problem found with the file and the fix (exit status 1).",
     )
-    check.add_argument("data_dir", type=Path, metavar="DATA_DIR")
+    check.add_argument(
+        "data_dir",
+        type=Path,
+        metavar="DATA_DIR",
+        help="a dataset folder: kaggle_3m/ (or a folder above it) or images/ + masks/",
+    )
     check.add_argument(
         "--num-classes",
         type=int,
@@ -255,8 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write images/<patient>_<n>.png and masks/<patient>_<n>.png (labels 0/1) "
         "from a Kaggle-layout dataset, keeping patient ids in the names.",
     )
-    prepare.add_argument("kaggle_dir", type=Path, metavar="KAGGLE_DIR")
-    prepare.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    prepare.add_argument(
+        "kaggle_dir", type=Path, metavar="KAGGLE_DIR", help="kaggle_3m/ or a folder above it"
+    )
+    prepare.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="a new or empty folder to write into"
+    )
     prepare.set_defaults(run=_prepare)
 
     train = commands.add_parser(
@@ -271,8 +292,9 @@ Running the same command again resumes after the last finished epoch.
 
 Unset options keep the recipe's defaults:
   without a GPU (the CPU recipe): mobilenetv2_050, 128 px, batch 16, lr 0.002, bfloat16
-      where the CPU has it, a 25-minute budget: as many epochs as fit in it (at most 100;
-      48 to 69 on a 2-core AMD EPYC for 40 patients), the learning rate decaying over them;
+      where the CPU has it, a 25-minute budget: as many epochs as fit in it (at most 100,
+      which take 22-24 minutes for 40 patients on a 2-core AMD EPYC with AVX-512 BF16),
+      the learning rate decaying over them;
   with a GPU: vgg16 with ImageNet weights, 256 px, 60 epochs, batch 16, mixed precision.
 Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss (the Dice pooled over
 the batch) plus 0.4 x the loss of an auxiliary head (training only), augmentation (flip,
@@ -288,6 +310,13 @@ patients for validation and 15% held out for testing, seed 0.""",
         help="vgg16 (the article's), resnet50 (the paper's), mobilenetv2 (fast); _050 / _035: "
         "MobileNetV2 at width 0.5 / 0.35, faster still",
     )
+    train.add_argument(
+        "--weights",
+        choices=["imagenet", "none"],
+        help="start the backbone from ImageNet weights (the default with a GPU; downloaded "
+        "once) or from random ones (none: the default without a GPU, and the only choice "
+        "offline or with --context-slices)",
+    )
     train.add_argument("--image-size", type=int, help="train at N x N (multiple of 8)")
     train.add_argument(
         "--context-slices",
@@ -297,7 +326,7 @@ patients for validation and 15% held out for testing, seed 0.""",
         "channels (2.5D); prediction then finds them by file name, <patient>_<n±1>.tif",
     )
     train.add_argument("--epochs", type=int, help="epochs to train (at most, with --time-budget)")
-    train.add_argument("--batch-size", type=int)
+    train.add_argument("--batch-size", type=int, help="images per training step")
     train.add_argument("--lr", type=float, help="peak learning rate (poly decay, power 0.9)")
     train.add_argument(
         "--time-budget",
@@ -309,9 +338,14 @@ patients for validation and 15% held out for testing, seed 0.""",
     )
     train.add_argument("--val-fraction", type=float, help="share of patients for validation")
     train.add_argument("--test-fraction", type=float, help="share of patients held out")
-    train.add_argument("--seed", type=int)
     train.add_argument(
-        "--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+        "--seed", type=int, help="seeds the patient split, the weights and the augmentation"
+    )
+    train.add_argument(
+        "--precision",
+        choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+        help="auto (default): mixed_bfloat16 on Ampere or newer GPUs and on CPUs with bfloat16 "
+        "units, mixed_float16 on older GPUs (a T4), float32 elsewhere",
     )
     train.add_argument("--steps-per-epoch", type=int, help="default: one pass over the data")
     train.add_argument(
@@ -346,7 +380,8 @@ patients for validation and 15% held out for testing, seed 0.""",
         "predict",
         help="predict masks for images or folders, writing masks and overlays",
         description="Write OUT/masks/<name>.png (labels 0/1, at each image's own size) and "
-        "OUT/overlays/<name>.png for every input image (folders are searched, *_mask skipped). "
+        "OUT/overlays/<name>.png for every input image (folders are searched; masks are skipped: "
+        "*_mask files, and the masks/ folder beside images/). "
         "A model trained with --context-slices also reads each image's neighbours, found by "
         "name (<patient>_<n-1>.tif, <patient>_<n+1>.tif beside <patient>_<n>.tif).",
     )
@@ -356,8 +391,14 @@ patients for validation and 15% held out for testing, seed 0.""",
         required=True,
         help="a .keras file or a run folder (best.keras, else last.keras)",
     )
-    predict.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
-    predict.add_argument("--out", type=Path, required=True)
+    predict.add_argument(
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="image files (.tif, .png, .jpg) or folders of them",
+    )
+    predict.add_argument("--out", type=Path, required=True, help="folder for masks/ and overlays/")
     _add_prediction_options(predict, largest_of="of each image", clean_up=False)
     predict.set_defaults(run=_predict)
 
@@ -374,8 +415,16 @@ patients for validation and 15% held out for testing, seed 0.""",
     evaluate.add_argument(
         "--model", type=Path, required=True, help="a run folder, or a .keras file inside one"
     )
-    evaluate.add_argument("--data", type=Path, required=True)
-    evaluate.add_argument("--split", choices=["test", "val", "all"], default="test")
+    evaluate.add_argument(
+        "--data", type=Path, required=True, help="the dataset folder the model was trained on"
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=["test", "val", "all"],
+        default="test",
+        help="the run's held-out test patients (default), its validation patients, or every "
+        "patient in --data",
+    )
     evaluate.add_argument(
         "--out",
         type=Path,
@@ -394,11 +443,18 @@ patients for validation and 15% held out for testing, seed 0.""",
         "export",
         help="write model.keras and a TensorFlow SavedModel, with their sizes",
         description="Export a trained model to OUT/model.keras (no optimizer state) and "
-        "OUT/saved_model/ (serving signature: float32 images (B, H, W, 3) in 0..255, or 9 "
-        "channels for a model trained with --context-slices 1).",
+        "OUT/saved_model/. The SavedModel's serving signature takes float32 images "
+        "(B, H, W, 3) in 0..255 at the size the model was trained at (resize them first; 9 "
+        "channels for a model trained with --context-slices 1) and returns P(tumour) "
+        "(B, H, W, 1).",
     )
-    export.add_argument("--model", type=Path, required=True)
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="a .keras file or a run folder (best.keras, else last.keras)",
+    )
+    export.add_argument("--out", type=Path, required=True, help="folder to write into")
     export.set_defaults(run=_export)
     return parser
 
@@ -440,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         status = args.run(args)
-    except data.DatasetError as error:
+    except (data.DatasetError, ConnectionError) as error:
         print(f"error: {error}", file=sys.stderr)
         status = 1
     except (ValueError, FileExistsError, FileNotFoundError) as error:

@@ -304,11 +304,16 @@ def _stems(folder: Path) -> dict[str, Path]:
 
 
 def find_images(folder: str | Path, *, recursive: bool = True) -> list[Path]:
-    """Image files (PNG, TIFF, JPEG, BMP) in a folder, sorted, skipping `*_mask` files: what
-    prediction takes as input."""
+    """Image files (PNG, TIFF, JPEG, BMP) in a folder, sorted: what prediction takes as input.
+    Masks are skipped: `*_mask` files (the Kaggle layout) and the `masks/` beside an `images/`
+    (the article's)."""
     found = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
     return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.stem.endswith("_mask"))  # fmt: skip
+                  and not p.stem.endswith("_mask") and not _in_article_masks(p))  # fmt: skip
+
+
+def _in_article_masks(path: Path) -> bool:
+    return path.parent.name == "masks" and (path.parent.parent / "images").is_dir()
 
 
 def _article_pairs(

@@ -103,6 +103,8 @@ def evaluate(
     `keep_largest=None` means yes for a model with one foreground class (tumour), no for a
     multi-class one, whose classes are separate regions. `threshold=None` cuts P(tumour) at
     CLEAN_UP_THRESHOLD (0.3) with both clean-up steps, else at 0.5 (softmax models: argmax).
+    A multi-class model's masks may hold labels up to its last class; it is scored on
+    foreground (any label above 0) against background.
 
     Returns:
         EvaluationResult with `slices` (one dict per slice, by patient then slice index),
@@ -113,8 +115,9 @@ def evaluate(
     if not records:
         raise ValueError("evaluate got no slices; check the data folder and the split")
     records = sorted(records, key=lambda r: (r.patient_id, r.slice_index))
+    num_classes = max(2, model.outputs[0].shape[-1])  # a sigmoid output: tumour or not
     if keep_largest is None:
-        keep_largest = model.outputs[0].shape[-1] <= 2  # sigmoid, or softmax: background, tumour
+        keep_largest = num_classes == 2
     if threshold is None:
         threshold = CLEAN_UP_THRESHOLD if tta and keep_largest else 0.5
     predictions = inference.iter_predictions(
@@ -139,7 +142,7 @@ def evaluate(
             {
                 "patient": patient,
                 "slice": record.slice_index,
-                **score_slice(data.read_mask(record.mask_path), mask),
+                **score_slice(data.read_mask(record.mask_path, num_classes=num_classes), mask),
             }
             for record, mask in zip(patient_records, masks, strict=True)
         ]

@@ -253,11 +253,20 @@ def predict_files(
 ) -> list[Path]:
     """Predict each image file, writing `out_dir/masks/<stem>.png` (labels 0/1, the article's
     format) and `out_dir/overlays/<stem>.png`. `options` are those of `iter_predictions`
-    (threshold, tta, keep_largest, batch_size, progress).
+    (threshold, tta, keep_largest, batch_size, progress). Two files with one stem are refused
+    (ValueError) before anything is written.
 
     Returns:
         The written mask paths.
     """
+    by_stem = {}
+    for path in map(Path, files):
+        if path.stem in by_stem:  # both would be written to the same masks/<stem>.png
+            raise ValueError(
+                f"{by_stem[path.stem]} and {path} have the same name, {path.stem}: their masks "
+                "would overwrite each other; predict them into separate --out folders"
+            )
+        by_stem[path.stem] = path
     out_dir = Path(out_dir)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
@@ -273,7 +282,8 @@ def predict_files(
 def predict_dir(
     model: keras.Model, in_dir: str | Path, out_dir: str | Path, **options
 ) -> list[Path]:
-    """`predict_files` on every image in `in_dir` (PNG/TIFF/JPEG, skipping `*_mask.*` files)."""
+    """`predict_files` on every image in `in_dir` (PNG/TIFF/JPEG; masks skipped as
+    `data.find_images` does)."""
     files = data.find_images(in_dir)
     if not files:
         raise FileNotFoundError(f"{in_dir}: no images (.png, .tif, .jpg) to predict")

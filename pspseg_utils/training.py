@@ -703,38 +703,13 @@ def train(
             saved, epochs=config.epochs, time_budget_minutes=config.time_budget_minutes
         )
         split = load_split(run_dir)
-    records = data.find_slices(data_dir, num_classes=max(2, config.num_classes), progress=progress)
-    if not resuming:
-        split = data.split_patients(
-            records,
-            val_fraction=config.val_fraction,
-            test_fraction=config.test_fraction,
-            seed=config.seed,
-        )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(
-            run_dir / "config.json",
-            {"config": dataclasses.asdict(config), "data_dir": str(Path(data_dir).resolve())},
-        )
-        _write_json_atomically(run_dir / "split.json", split)
-    arrays = {
-        subset: data.load_arrays(
-            data.select_patients(records, split[subset]),
-            image_size=config.image_size,
-            context_slices=config.context_slices,
-            num_classes=max(2, config.num_classes),
-            progress=progress,
-        )
-        for subset in ("train", "val")
-        if split[subset]
-    }
-    train_arrays = _oversample(*arrays["train"], config.tumour_oversampling, config.seed)
-
     channels = 3 * len(data.context_offsets(config.context_slices))  # 3 sequences per slice
     precision = choose_precision(config.precision)
     print(f"Training {config.backbone} PSPNet at {config.image_size}px in {precision}.")
     keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
     with _dtype_policy(precision), _strategy().scope():
+        # Built before the data is read: a size the network cannot take, or ImageNet weights
+        # that cannot be downloaded, fail in seconds and before anything is written.
         model = build_pspnet(
             (config.image_size, config.image_size, channels),
             config.num_classes,
@@ -746,9 +721,36 @@ def train(
             skip_channels=config.skip_channels or None,
             backbone_weights=config.backbone_weights,
         )
+        records = data.find_slices(
+            data_dir, num_classes=max(2, config.num_classes), progress=progress
+        )
+        if not resuming:
+            split = data.split_patients(
+                records,
+                val_fraction=config.val_fraction,
+                test_fraction=config.test_fraction,
+                seed=config.seed,
+            )
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json_atomically(
+                run_dir / "config.json",
+                {"config": dataclasses.asdict(config), "data_dir": str(Path(data_dir).resolve())},
+            )
+            _write_json_atomically(run_dir / "split.json", split)
+        arrays = {
+            subset: data.load_arrays(
+                data.select_patients(records, split[subset]),
+                image_size=config.image_size,
+                context_slices=config.context_slices,
+                num_classes=max(2, config.num_classes),
+                progress=progress,
+            )
+            for subset in ("train", "val")
+            if split[subset]
+        }
         return fit(
             model,
-            train_arrays,
+            _oversample(*arrays["train"], config.tumour_oversampling, config.seed),
             arrays.get("val"),
             run_dir=run_dir,
             config=config,

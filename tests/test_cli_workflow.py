@@ -148,8 +148,16 @@ def test_evaluate_split_without_a_run_folder(tiny_kaggle_dir, tmp_path, capsys):
 
 def test_evaluate_split_of_a_run_on_other_data(tiny_kaggle_dir, tmp_path, capsys):
     (tmp_path / "split.json").write_text(json.dumps({"train": ["A"], "val": ["B"], "test": ["C"]}))
+    inputs = keras.Input((8, 8, 3))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs)).save(tmp_path / "best.keras")
     argv = ["evaluate", "--model", str(tmp_path), "--data", str(tiny_kaggle_dir), "--split", "val"]
     _fails(argv, capsys, 2, "none of the run's val patients are in", "Use --split all")
+
+
+def test_evaluate_the_test_split_of_a_run_that_held_out_none(tiny_kaggle_dir, tmp_path, capsys):
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["A"], "val": ["B"], "test": []}))
+    argv = ["evaluate", "--model", str(tmp_path), "--data", str(tiny_kaggle_dir), "--split", "test"]
+    _fails(argv, capsys, 2, "held out no test patients", "--test-fraction 0", "use --split all")
 
 
 def test_evaluate_without_a_model(tiny_kaggle_dir, tmp_path, capsys):
@@ -176,3 +184,19 @@ def test_train_on_an_empty_folder(tmp_path, capsys):
     argv = ["train", "--data", str(empty), "--out", str(tmp_path / "R"), "--quick"]
     _fails(argv, capsys, 1, f"{empty}: is empty", "pspseg synth")
     assert not (tmp_path / "R").exists()
+
+
+def test_train_offline_with_imagenet_weights_says_to_train_from_scratch(
+    tiny_kaggle_dir, tmp_path, capsys, offline
+):
+    run = tmp_path / "R"
+    argv = ["train", "--data", str(tiny_kaggle_dir), "--out", str(run), "--quick"]
+    _fails([*argv, "--weights", "imagenet"], capsys, 1, "seems offline", "--weights none")
+    assert not run.exists()  # refused before the data was read or anything written
+
+
+def test_train_at_a_size_the_network_cannot_take(tiny_kaggle_dir, tmp_path, capsys):
+    run = tmp_path / "R"
+    argv = ["train", "--data", str(tiny_kaggle_dir), "--out", str(run), "--quick"]
+    _fails([*argv, "--image-size", "100"], capsys, 2, "got 100")
+    assert not run.exists()

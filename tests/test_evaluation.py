@@ -313,14 +313,19 @@ def _bright_pixel_model(size: int) -> keras.Model:
     return keras.Model(inputs, outputs)
 
 
-def _write_patient(folder, bright: np.ndarray, truth: np.ndarray) -> list[data.SliceRecord]:
-    """One patient's slices as PNG files: images bright where `bright` is set, masks `truth`."""
+def _write_patient(
+    folder, bright: np.ndarray, truth: np.ndarray, mask_scale: int = 255
+) -> list[data.SliceRecord]:
+    """One patient's slices as PNG files: images bright where `bright` is set, masks `truth`
+    (x 255, the Kaggle convention; `mask_scale=1` writes the labels themselves)."""
     records = []
     for index, (where, mask) in enumerate(zip(bright, truth, strict=True)):
         image_path, mask_path = folder / f"P_{index + 1}.png", folder / f"P_{index + 1}_mask.png"
         cv2.imwrite(str(image_path), np.repeat(where[..., None] * 255, 3, axis=2))
-        cv2.imwrite(str(mask_path), mask * 255)
-        records.append(data.SliceRecord("P", index + 1, image_path, mask_path, int(mask.sum())))
+        cv2.imwrite(str(mask_path), mask * mask_scale)
+        records.append(
+            data.SliceRecord("P", index + 1, image_path, mask_path, int(np.count_nonzero(mask)))
+        )
     return records
 
 
@@ -365,7 +370,7 @@ def test_keep_largest_is_off_by_default_for_a_multi_class_model(tmp_path):
     bright = np.zeros((3, 8, 8), np.uint8)
     bright[:, :2, :2] = 1
     bright[2, 5:, 5:] = 1
-    records = _write_patient(tmp_path, bright, bright)
+    records = _write_patient(tmp_path, bright, bright, mask_scale=1)
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Conv2D(3, 1, activation="softmax")(inputs)
     model = keras.Model(inputs, outputs)
@@ -378,6 +383,23 @@ def test_keep_largest_is_off_by_default_for_a_multi_class_model(tmp_path):
 
     assert [r["predicted_pixels"] for r in default.slices] == [4, 4, 13]
     assert [r["predicted_pixels"] for r in asked.slices] == [4, 4, 4]
+
+
+def test_a_multi_class_model_is_scored_on_masks_with_all_its_labels(tmp_path):
+    # Masks hold label 2 (a binary read would refuse them); the foreground is scored as one.
+    truth = np.zeros((2, 8, 8), np.uint8)
+    truth[:, :2, :2] = 2
+    records = _write_patient(tmp_path, truth > 0, truth, mask_scale=1)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    kernel[..., 1] = 0.1  # class 1 where bright, class 0 elsewhere
+    model.layers[-1].set_weights([kernel, np.array([0.0, -20.0, -100.0], np.float32)])
+
+    result = evaluation.evaluate(model, records, tta=False, progress=False)
+
+    assert [r["dice"] for r in result.slices] == [1.0, 1.0]
+    assert result.summary["patient_dice_mean"] == 1.0
 
 
 def test_keep_largest_refuses_a_volume_of_mixed_sizes(tmp_path):

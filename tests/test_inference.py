@@ -423,6 +423,23 @@ def test_predict_dir_of_the_real_network_writes_labels_0_1(pspnet, tiny_article_
     assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == 3
 
 
+def test_predict_dir_of_an_article_layout_folder_skips_its_masks(all_tumour, tmp_path):
+    # images/ + masks/ as `pspseg prepare` writes them: the masks share the images' names.
+    for sub in ("images", "masks"):
+        _write_png(tmp_path / "in" / sub / "p_1.png", _image(16, 16))
+    written = inference.predict_dir(all_tumour, tmp_path / "in", tmp_path / "out", progress=False)
+    assert written == [tmp_path / "out" / "masks" / "p_1.png"]
+
+
+def test_predict_files_with_one_name_twice_is_refused_before_writing(all_tumour, tmp_path):
+    for sub in ("a", "b"):
+        _write_png(tmp_path / sub / "scan.png", _image(16, 16))
+    files = [tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"]
+    with pytest.raises(ValueError, match=r"b/scan.png have the same name, scan: their masks"):
+        inference.predict_files(all_tumour, files, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("content", [[], ["x_mask.png"], ["notes.txt"]])
 def test_predict_dir_without_images_is_refused(all_tumour, tmp_path, content):
     in_dir = tmp_path / "in"

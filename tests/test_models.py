@@ -503,7 +503,7 @@ def test_output_stride_must_be_8_16_or_32(output_stride):
 
 @pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050"])
 def test_imagenet_weights_offline_fail_fast_with_the_fix(backbone):
-    """On this offline machine: a RuntimeError within seconds saying what to pass instead."""
+    """On this offline machine: a ConnectionError within seconds saying what to pass instead."""
     prefix = BACKBONES[backbone].weights_prefix
     cache = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
     if any(cache.glob(f"{prefix}*")):
@@ -516,14 +516,15 @@ def test_imagenet_weights_offline_fail_fast_with_the_fix(backbone):
         pytest.skip("the weights host is reachable: the test would download ImageNet weights")
 
     start = time.perf_counter()
-    with pytest.raises(RuntimeError, match="backbone_weights=None"):
+    with pytest.raises(ConnectionError, match="backbone_weights=None"):
         build_pspnet((HEIGHT, WIDTH, 3), backbone=backbone, backbone_weights="imagenet")
     assert time.perf_counter() - start < 15
 
 
-def test_imagenet_weights_unreachable_raises_runtime_error(offline):
+def test_imagenet_weights_unreachable_raises_connection_error(offline):
     """The same, on any machine: the network and the weights cache are taken away."""
-    with pytest.raises(RuntimeError, match="Pass backbone_weights=None to train from scratch"):
+    fix = r"Pass backbone_weights=None \(`pspseg train --weights none`\) to train from scratch"
+    with pytest.raises(ConnectionError, match=fix):
         build_pspnet((HEIGHT, WIDTH, 3), backbone="vgg16", backbone_weights="imagenet")
 
 

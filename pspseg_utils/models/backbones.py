@@ -127,9 +127,10 @@ def _check_weights_reachable(backbone: str, prefix: str, timeout: float = 3.0) -
     try:
         socket.create_connection(WEIGHTS_HOST, timeout=timeout).close()
     except OSError as error:
-        raise RuntimeError(
+        raise ConnectionError(
             f"Cannot download the ImageNet weights of {backbone} ({error}); this machine seems "
-            f"offline. Pass backbone_weights=None to train from scratch, or put the Keras weights "
+            f"offline. Pass backbone_weights=None (`pspseg train --weights none`) to train from "
+            f"scratch, or put the Keras weights "
             f"file ({prefix}*.h5) in {str(cache).replace(str(Path.home()), '~')}."
         ) from error
 
@@ -163,7 +164,7 @@ def build_backbone(
 
     Raises:
         ValueError: unknown name or output stride.
-        RuntimeError: ImageNet weights asked for but neither cached nor downloadable.
+        ConnectionError: ImageNet weights asked for but neither cached nor downloadable.
     """
     if name not in BACKBONES:
         raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {name!r}")

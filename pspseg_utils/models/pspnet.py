@@ -195,7 +195,8 @@ class PSPNet(keras.Model):
         if backbone_weights == "imagenet" and input_shape[2] != 3:
             raise ValueError(
                 f"ImageNet weights take 3 channels, got {input_shape[2]} (a slice with its "
-                "neighbours); pass backbone_weights=None, or train without context slices"
+                "neighbours); pass backbone_weights=None (`pspseg train --weights none`), or train "
+                "without context slices"
             )
 
         # === Layers and functional graph ===
@@ -336,8 +337,8 @@ def build_pspnet(
     Raises:
         ValueError: unknown backbone, bad num_classes, or an input size the network cannot take
             (the message names the divisor and a size that works).
-        RuntimeError: backbone_weights="imagenet" on a machine that cannot download them; pass
-            backbone_weights=None to train from scratch.
+        ConnectionError: backbone_weights="imagenet" on a machine that cannot download them;
+            pass backbone_weights=None to train from scratch.
     """
     return PSPNet(
         input_shape=input_shape,
@@ -371,7 +372,7 @@ def _article_builder(backbone: str):
             )
         try:
             return build_pspnet(shape, num_classes, backbone=backbone, backbone_weights="imagenet")
-        except RuntimeError as error:
+        except ConnectionError as error:
             warnings.warn(f"{error} Continuing with random initial weights.", stacklevel=2)
             return build_pspnet(shape, num_classes, backbone=backbone, backbone_weights=None)
 
