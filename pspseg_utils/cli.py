@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pspseg_utils import data
+from pspseg_utils import data, recipes
 
 # The keys of models.BACKBONES, spelled out so that `--help` does not wait for Keras to import.
 BACKBONE_NAMES = ["vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050", "mobilenetv2_035"]
@@ -100,7 +100,9 @@ def _train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in overrides.items() if v is not None}
     if args.weights is not None:  # "none" must reach the config as None, so not in overrides
         given["backbone_weights"] = None if args.weights == "none" else args.weights
-    config = default_config(**given) if not args.quick else TrainConfig(**{**QUICK, **given})
+    config = (
+        default_config(**given) if not args.quick else TrainConfig(**{**recipes.QUICK, **given})
+    )
     result = train(args.data, args.out, config, resume=not args.no_resume)
     how = f", stopped by the {result.stopped_early}" if result.stopped_early else ""
     print(
@@ -108,13 +110,6 @@ def _train(args: argparse.Namespace) -> int:
         f"Next: pspseg evaluate --model {args.out} --data {args.data} --split test"
     )
     return 0
-
-
-# Tiny settings for smoke tests and CI: seconds, not minutes. Eager execution, because tracing
-# the training step of a 150-layer graph takes longer than a few tiny eager steps.
-QUICK = dict(
-    image_size=64, epochs=2, batch_size=4, steps_per_epoch=2, head_channels=16, run_eagerly=True
-)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pspseg_utils import data
+from pspseg_utils import data, recipes
 
 __all__ = [
     "REPO_URL",
@@ -30,26 +30,11 @@ REPO_URL = "https://github.com/pspseg/pspseg"
 
 # quick: seconds, for tests (PSPSEG_QUICK=1); cpu: a laptop, minutes; gpu: real data, full size.
 PROFILES: dict[str, dict] = {
-    "quick": dict(
-        backbone="mobilenetv2_050",
-        image_size=64,
-        epochs=2,
-        batch_size=4,
-        steps_per_epoch=2,
-        head_channels=16,
-        run_eagerly=True,
-    ),  # fmt: skip
+    "quick": recipes.QUICK,
     "cpu": dict(
         backbone="mobilenetv2_050", image_size=128, epochs=10, batch_size=16, time_budget_minutes=6
     ),  # fmt: skip
-    "gpu": dict(
-        backbone="vgg16",
-        image_size=256,
-        epochs=60,
-        batch_size=16,
-        head_channels=256,
-        backbone_weights="imagenet",
-    ),  # fmt: skip
+    "gpu": recipes.GPU,
 }
 
 

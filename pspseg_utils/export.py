@@ -24,9 +24,10 @@ def export(model_path: str | Path, out_dir: str | Path) -> dict[str, int]:
 
     The `.keras` file has no optimizer state and loads with Keras 3 once `pspseg_utils.models` is
     imported (or with `pspseg_utils.inference.load_model`). The TensorFlow SavedModel has a
-    `serve` signature taking float32 (B, H, W, C) images in 0..255 (C = 3, or 3 (1 + 2c) for a
-    model that takes each slice with c neighbours on each side), for TF Serving or
-    `tf.saved_model.load`.
+    `serve` signature taking float32 (B, H, W, C) images in 0..255 at the model's input size
+    H x W (the training size: resize first), C = 3, or 3 (1 + 2c) for a model that takes each
+    slice with c neighbours on each side, and returning the model's output, P(tumour)
+    (B, H, W, 1) for a binary model; for TF Serving or `tf.saved_model.load`.
 
     Returns:
         {"model.keras": bytes, "saved_model": bytes}.

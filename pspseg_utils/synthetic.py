@@ -499,10 +499,6 @@ def _geometry(head: _Head, window: _Window, image_size: int) -> dict:
     }
 
 
-def _crop(geometry: dict, index: tuple[slice, slice, slice]) -> dict:
-    return {name: values[index] for name, values in geometry.items()}
-
-
 def _upsample(coarse: np.ndarray, window: _Window, image_size: int) -> np.ndarray:
     """Smooth noise on ``window``, float32 (n, h, w): cubic interpolation of the coarse grid
     to the full image; its features are about ``image_size / cells`` pixels wide."""

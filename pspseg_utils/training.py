@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pspseg_utils import data
+from pspseg_utils import data, recipes
 from pspseg_utils.losses import get_loss
 from pspseg_utils.metrics import DiceCoefficient, IoUCoefficient
 from pspseg_utils.models import build_pspnet
@@ -145,19 +145,7 @@ def default_config(*, gpu: bool | None = None, **overrides) -> TrainConfig:
     import tensorflow as tf
 
     gpu = bool(tf.config.list_physical_devices("GPU")) if gpu is None else gpu
-    base = (
-        dict(
-            backbone="vgg16",
-            image_size=256,
-            head_channels=256,
-            batch_size=16,
-            epochs=60,
-            backbone_weights="imagenet",
-        )
-        if gpu
-        else dict(time_budget_minutes=25.0)
-    )
-    return TrainConfig(**{**base, **overrides})
+    return TrainConfig(**{**(recipes.GPU if gpu else recipes.CPU), **overrides})
 
 
 @dataclasses.dataclass

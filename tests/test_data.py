@@ -204,6 +204,12 @@ def remove_image(root: Path) -> Path:
     return root / "P1" / "P1_2_mask.tif"
 
 
+def slice_without_number(root: Path) -> Path:
+    for suffix in ("", "_mask"):
+        (root / "P1" / f"P1_2{suffix}.tif").rename(root / "P1" / f"P1_second{suffix}.tif")
+    return root / "P1" / "P1_second.tif"
+
+
 def garbage_image(root: Path) -> Path:
     (root / "P2" / "P2_1.tif").write_bytes(b"not an image at all " * 8)
     return root / "P2" / "P2_1.tif"
@@ -252,6 +258,7 @@ def mask_3_differing_channels(root: Path) -> Path:
     [
         (remove_mask, ["image without mask (expected P1_2_mask.tif)", "restore the mask"]),
         (remove_image, ["mask without image (expected P1_2.tif)", "restore the image"]),
+        (slice_without_number, ["name does not end in _<slice number>", "rename it P1_<n>.tif"]),
         (garbage_image, ["not a readable image", "Fix or remove these files"]),
         (empty_mask, ["file is empty", "re-download or re-export it"]),
         (small_mask, ["image is 16x16 but its mask P1_1_mask.tif is 8x8", "they must match"]),
@@ -933,7 +940,9 @@ def test_prepare_returns_the_written_records(kaggle, tmp_path):
 def test_prepare_refuses_a_non_empty_output(kaggle, tmp_path):
     (tmp_path / "out" / "masks").mkdir(parents=True)
     (tmp_path / "out" / "masks" / "old.png").write_bytes(b"")
-    with pytest.raises(FileExistsError, match="is not empty"):
+    with pytest.raises(
+        FileExistsError, match="masks is not empty; choose a new OUT_DIR or empty it"
+    ):
         data.prepare(kaggle, tmp_path / "out", progress=False)
     assert [p.name for p in (tmp_path / "out" / "masks").iterdir()] == ["old.png"]
 

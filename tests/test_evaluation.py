@@ -420,6 +420,12 @@ def test_evaluate_without_records_is_refused():
 # ---------------------------------------------------------------------------------------------
 
 
+def test_write_csv_refuses_no_rows(tmp_path):
+    with pytest.raises(ValueError, match="nothing to write to .*slices.csv: no rows"):
+        evaluation.write_csv([], tmp_path / "slices.csv")
+    assert not (tmp_path / "slices.csv").exists()
+
+
 def test_write_csv_round_trip(tmp_path):
     rows = [
         {"patient": "P1", "slice": 3, **score_slice(A_TRUTH, A_PRED)},
