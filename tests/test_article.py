@@ -43,6 +43,21 @@ def _log_epochs(run_dir) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+def _train_one_short_epoch(model, article_dir, tmp_path, **keywords):
+    """model.train for one epoch of two steps on an article-layout folder, checkpointing into
+    tmp_path/ckpts; checks that the epoch ran with a finite loss, and returns the result."""
+    result = model.train(
+        train_images=str(article_dir / "images"),
+        train_annotations=str(article_dir / "masks"),
+        checkpoints_path=str(tmp_path / "ckpts"),
+        epochs=1,
+        steps_per_epoch=2,
+        **keywords,
+    )
+    assert result.epochs_done == 1 and np.isfinite(result.history["loss"]).all()
+    return result
+
+
 def _copy_some(article_dir, out_dir, count: int):
     """The first `count` image/mask pairs of an article-layout folder, copied to out_dir."""
     for sub in ("images", "masks"):
@@ -144,15 +159,7 @@ def test_three_classes_train_and_predict_labels_0_1_2(three_class_dir, tmp_path)
         n_classes=3, input_height=SIZE, input_width=SIZE, backbone_weights=None
     )
     assert model.n_classes == 3 and model.num_classes == 3
-    result = model.train(
-        train_images=str(three_class_dir / "images"),
-        train_annotations=str(three_class_dir / "masks"),
-        checkpoints_path=str(tmp_path / "ckpts"),
-        epochs=1,
-        steps_per_epoch=2,
-    )
-    assert result.epochs_done == 1
-    assert np.isfinite(result.history["loss"]).all()
+    _train_one_short_epoch(model, three_class_dir, tmp_path)
     mask = pspseg_utils.predict.predict(
         model=model, inp=str(three_class_dir / "images" / "p_0.png")
     )
@@ -166,15 +173,7 @@ def test_a_model_wider_than_high_trains_and_predicts_at_the_images_size(tiny_art
     model = pspseg_utils.models.pspnet.vgg_pspnet(
         n_classes=2, input_height=48, input_width=72, backbone_weights=None
     )
-    result = model.train(
-        train_images=str(tiny_article_dir / "images"),
-        train_annotations=str(tiny_article_dir / "masks"),
-        checkpoints_path=str(tmp_path / "ckpts"),
-        epochs=1,
-        steps_per_epoch=2,
-        do_augment=True,
-    )
-    assert result.epochs_done == 1 and np.isfinite(result.history["loss"]).all()
+    _train_one_short_epoch(model, tiny_article_dir, tmp_path, do_augment=True)
     image = next((tiny_article_dir / "images").glob("*.png"))
     assert pspseg_utils.predict.predict(model=model, inp=str(image)).shape == (64, 64)
 
@@ -189,12 +188,10 @@ def test_train_with_validation_batch_size_augmentation_and_an_old_keyword(
         n_classes=2, input_height=SIZE, input_width=SIZE, backbone_weights=None
     )
     with pytest.warns(UserWarning, match=r"ignores \['gen_use_multiprocessing'\]"):
-        result = model.train(
-            train_images=str(tiny_article_dir / "images"),
-            train_annotations=str(tiny_article_dir / "masks"),
-            checkpoints_path=str(tmp_path / "ckpts"),
-            epochs=1,
-            steps_per_epoch=2,
+        result = _train_one_short_epoch(
+            model,
+            tiny_article_dir,
+            tmp_path,
             batch_size=4,
             do_augment=True,
             validate=True,
@@ -202,7 +199,6 @@ def test_train_with_validation_batch_size_augmentation_and_an_old_keyword(
             val_annotations=str(val_dir / "masks"),
             gen_use_multiprocessing=True,
         )
-    assert result.epochs_done == 1
     assert "val_dice" in result.history and "val_loss" in result.history
     # With validation the best model is chosen on the validation Dice.
     best = json.loads((tmp_path / "ckpts" / "best.json").read_text())
