@@ -309,8 +309,8 @@ patients for validation and 15% held out for testing, seed 0.""",
         "--weights",
         choices=["imagenet", "none"],
         help="start the backbone from ImageNet weights (the default with a GPU; downloaded "
-        "once) or from random ones (none: the default without a GPU, and the only choice "
-        "offline or with --context-slices)",
+        "once) or from random ones (none: the default without a GPU, and needed with "
+        "--context-slices, or offline unless the weights are cached)",
     )
     train.add_argument("--image-size", type=int, help="train at N x N (multiple of 8)")
     train.add_argument(
