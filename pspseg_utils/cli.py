@@ -21,6 +21,7 @@ from pspseg_utils import data, recipes
 BACKBONE_NAMES = ["vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050", "mobilenetv2_035"]
 # evaluation.CLEAN_UP_THRESHOLD, spelled out for the same reason.
 CLEAN_UP_THRESHOLD = 0.3
+MODEL_HELP = "a .keras file or a run folder (best.keras, else last.keras)"
 
 EPILOG = """\
 a first session, offline:
@@ -161,8 +162,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"--{args.split}-fraction 0); use --split all on a dataset it never saw"
             )
     model = inference.load_model(args.model)
-    num_classes = max(2, model.outputs[0].shape[-1])  # a sigmoid output: tumour or not
-    records = data.find_slices(args.data, num_classes=num_classes, progress=not args.json)
+    records = data.find_slices(
+        args.data, num_classes=inference.mask_labels_of(model), progress=not args.json
+    )
     if patients is not None:
         records = data.select_patients(records, patients)
         if not records:
@@ -384,7 +386,7 @@ patients for validation and 15% held out for testing, seed 0.""",
         "--model",
         type=Path,
         required=True,
-        help="a .keras file or a run folder (best.keras, else last.keras)",
+        help=MODEL_HELP,
     )
     predict.add_argument(
         "inputs",
@@ -447,7 +449,7 @@ patients for validation and 15% held out for testing, seed 0.""",
         "--model",
         type=Path,
         required=True,
-        help="a .keras file or a run folder (best.keras, else last.keras)",
+        help=MODEL_HELP,
     )
     export.add_argument("--out", type=Path, required=True, help="folder to write into")
     export.set_defaults(run=_export)

@@ -115,7 +115,7 @@ def evaluate(
     if not records:
         raise ValueError("evaluate got no slices; check the data folder and the split")
     records = sorted(records, key=lambda r: (r.patient_id, r.slice_index))
-    num_classes = max(2, model.outputs[0].shape[-1])  # a sigmoid output: tumour or not
+    num_classes = inference.mask_labels_of(model)
     if keep_largest is None:
         keep_largest = num_classes == 2
     if threshold is None:

@@ -20,6 +20,7 @@ from pspseg_utils import data, losses, metrics, models  # noqa: F401 - registers
 __all__ = [
     "as_image_list",
     "context_slices_of",
+    "mask_labels_of",
     "load_model",
     "predict",
     "predict_probabilities",
@@ -51,6 +52,12 @@ def load_model(path: str | Path) -> keras.Model:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file; pass a .keras file or a run folder")
     return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def mask_labels_of(model: keras.Model) -> int:
+    """How many labels its masks hold: the classes of a softmax output, 2 for a sigmoid one
+    (tumour or not); what `data.read_mask`'s `num_classes` takes."""
+    return max(2, model.outputs[0].shape[-1])
 
 
 def context_slices_of(model: keras.Model) -> int:

@@ -709,9 +709,8 @@ def train(
             skip_channels=config.skip_channels or None,
             backbone_weights=config.backbone_weights,
         )
-        records = data.find_slices(
-            data_dir, num_classes=max(2, config.num_classes), progress=progress
-        )
+        mask_labels = max(2, config.num_classes)  # num_classes 1: a sigmoid, tumour or not
+        records = data.find_slices(data_dir, num_classes=mask_labels, progress=progress)
         if not resuming:
             split = data.split_patients(
                 records,
@@ -730,7 +729,7 @@ def train(
                 data.select_patients(records, split[subset]),
                 image_size=config.image_size,
                 context_slices=config.context_slices,
-                num_classes=max(2, config.num_classes),
+                num_classes=mask_labels,
                 progress=progress,
             )
             for subset in ("train", "val")

@@ -225,6 +225,13 @@ def volume(tmp_path):
     ]
 
 
+def test_mask_labels_of_a_model():
+    inputs = keras.Input((8, 8, 3))
+    softmax = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
+    assert inference.mask_labels_of(_constant_model(0.0)) == 2  # sigmoid: tumour or not
+    assert inference.mask_labels_of(softmax) == 3
+
+
 def test_context_slices_of_a_model():
     assert inference.context_slices_of(_constant_model(0.0)) == 0
     assert inference.context_slices_of(_previous_slice_model()) == 1
