@@ -1,5 +1,6 @@
-"""What the notebooks share: profiles, the environment report, a trained model when lesson 03's
-is missing, and the measured demonstration of slice-level split leakage."""
+"""What the notebooks share: profiles, the environment report, where run folders live (Google
+Drive when mounted on Colab), a trained model when lesson 03's is missing, and the measured
+demonstration of slice-level split leakage."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pspseg_utils import data, recipes
+from pspseg_utils import __version__, data, recipes
 
 __all__ = [
     "REPO_URL",
+    "RELEASE_TAG",
+    "INSTALL_SOURCE",
+    "DRIVE_RUNS",
     "project_root",
+    "runs_dir",
     "PROFILES",
     "resolve_profile",
     "train_config",
@@ -27,6 +32,11 @@ __all__ = [
 
 # The one place the repository's address lives; notebooks' badges and installs are made from it.
 REPO_URL = "https://github.com/pspseg/pspseg"
+# The notebooks install, and their badges open, this tag: a fixed release, not a moving branch.
+RELEASE_TAG = f"v{__version__}"
+INSTALL_SOURCE = f"pspseg @ git+{REPO_URL}@{RELEASE_TAG}"
+# Where run folders go on Colab once Google Drive is mounted, so a disconnect loses nothing.
+DRIVE_RUNS = Path("/content/drive/MyDrive/pspseg/runs")
 
 # quick: seconds, for tests (PSPSEG_QUICK=1); cpu: a laptop, minutes; gpu: real data, full size.
 PROFILES: dict[str, dict] = {
@@ -42,6 +52,29 @@ def project_root() -> Path:
     """The repository folder, relative to the working folder (so that printed paths say nothing
     about the machine): ".." from notebooks/, else "."."""
     return Path("..") if Path.cwd().name == "notebooks" else Path(".")
+
+
+def runs_dir(*, use_drive: bool = False, drive_runs: Path = DRIVE_RUNS, mount=None) -> Path:
+    """The folder run folders go in: `drive_runs` when Google Drive is mounted (its parent
+    "MyDrive" exists), else project_root() / "runs".
+
+    With `use_drive`, Drive is mounted first by `mount(mount_point)`: on Colab by default
+    `google.colab.drive.mount`, which asks the user to allow access; elsewhere it says that the
+    runs stay on this machine."""
+    drive = drive_runs.parent.parent  # .../MyDrive
+    if use_drive and not drive.is_dir():
+        if mount is None and "google.colab" in sys.modules:
+            from google.colab import drive as colab_drive
+
+            mount = colab_drive.mount
+        if mount is None:
+            print("Google Drive can be mounted on Colab only: run folders stay on this machine.")
+        else:
+            mount(str(drive.parent))  # the mount point, /content/drive
+    if drive.is_dir():
+        drive_runs.mkdir(parents=True, exist_ok=True)
+        return drive_runs
+    return project_root() / "runs"
 
 
 def resolve_profile(requested: str = "auto", *, environ: Mapping[str, str] | None = None) -> str:
@@ -83,19 +116,20 @@ def _quiet_stderr():
 
 
 def setup_notebook() -> None:
-    """Print versions and whether a GPU is there (with what to click on Colab if not), and keep
-    TensorFlow's Python-side advice (e.g. on retracing, which is for library authors) out of the
-    lessons' outputs."""
+    """Print the versions the course runs on and whether a GPU is there (with what to click on
+    Colab if not), and keep TensorFlow's Python-side advice (e.g. on retracing, which is for
+    library authors) out of the lessons' outputs."""
     with _quiet_stderr():
         import keras
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
     tf.get_logger().setLevel("ERROR")
-    import pspseg_utils
+    import cv2
 
     print(f"Python {platform.python_version()} | TensorFlow {tf.__version__} | Keras "
-          f"{keras.__version__} | pspseg {pspseg_utils.__version__}")  # fmt: skip
+          f"{keras.__version__} | NumPy {np.__version__} | OpenCV {cv2.__version__} | "
+          f"pspseg {__version__}")  # fmt: skip
     if gpus:
         print(f"GPU: {', '.join(g.name for g in gpus)}")
     elif "google.colab" in sys.modules:
@@ -104,20 +138,39 @@ def setup_notebook() -> None:
         print("No GPU: the cpu profile trains a small model in minutes.")
 
 
-def ensure_model(run_dir: str | Path, data_dir: str | Path, config):
-    """The model lesson 03 saved in `run_dir` (best, else last), or, if there is none, a small
-    one trained now with `config` (and saying so)."""
+def ensure_model(run_dir: str | Path, data_dir: str | Path, profile: str, *, full: bool = False):
+    """The model lesson 03 saved in `run_dir` (best, else last), with its folder.
+
+    If there is none, one is trained now, and the lesson says what and for how long first: the
+    profile's own model for "quick" and "cpu" or with `full=True`, else (the "gpu" profile) the
+    small "cpu" one, into `run_dir` + "-small", so a lesson never starts a long run unasked.
+
+    Returns:
+        (model, folder): the loaded model and the run folder it came from (for its split).
+    """
     from pspseg_utils.inference import load_model
     from pspseg_utils.training import train
 
     run_dir = Path(run_dir)
     if (run_dir / "best.keras").exists() or (run_dir / "last.keras").exists():
         print(f"Using the model trained in lesson 03: {run_dir}")
-        return load_model(run_dir)
-    print(f"No model from lesson 03 in {run_dir}: training a small one first "
-          f"({config.epochs} epochs at {config.image_size} px).")  # fmt: skip
-    train(data_dir, run_dir, config, progress=False)
-    return load_model(run_dir)
+        return load_model(run_dir), run_dir
+    small = profile not in ("quick", "cpu") and not full
+    config = train_config("cpu" if small else profile)
+    folder = run_dir.with_name(f"{run_dir.name}-small") if small else run_dir
+    if small and ((folder / "best.keras").exists() or (folder / "last.keras").exists()):
+        print(f"No model from lesson 03 in {run_dir}; using the small one trained before: {folder}")
+        return load_model(folder), folder
+    limit = (f"at most {config.time_budget_minutes:g} minutes" if config.time_budget_minutes
+             else f"{config.epochs} epochs")  # fmt: skip
+    print(
+        f"No model from lesson 03 in {run_dir}: training {'a small' if small else 'the'} "
+        f"{config.backbone} at {config.image_size} px now, {limit}, into {folder}."
+    )
+    if small:
+        print("For the full model run lesson 03 first, or pass full=True here.")
+    train(data_dir, folder, config, progress=False)
+    return load_model(folder), folder
 
 
 def _thumbnails(records: Sequence[data.SliceRecord], size: int):

@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 KAGGLE_HANDLE = "mateuszbuda/lgg-mri-segmentation"
+KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_HANDLE}"
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _KAGGLE_SLICE = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)$")
 _MAX_PROBLEMS_SHOWN = 20
@@ -836,7 +837,8 @@ def resolve_data_dir(
 
     1. `path` if given, else the environment's `PSPSEG_DATA_DIR` (`environ` defaults to os.environ);
     2. a kagglehub download of mateuszbuda/lgg-mri-segmentation, if Kaggle answers within
-       `timeout` seconds (so an offline machine never hangs);
+       `timeout` seconds (so an offline machine never hangs); a public dataset, so no Kaggle
+       sign-in is needed (kagglehub asks for one only for private or consent-gated data);
     3. the synthetic dataset in `synthetic_dir`, generated on first use.
 
     Returns:
@@ -850,14 +852,19 @@ def resolve_data_dir(
     if given is not None:
         detect_layout(given)
         return Path(given), "given"
-    if download and _kaggle_reachable(timeout):
+    if download and not _kaggle_reachable(timeout):
+        print(f"Kaggle did not answer within {timeout:g} s (offline?): using synthetic data.")
+    elif download:
         try:
             import kagglehub
 
             return Path(kagglehub.dataset_download(KAGGLE_HANDLE)), "kaggle"
         except Exception as error:  # noqa: BLE001 - any download failure falls back to synthetic
             print(
-                f"Kaggle download failed ({type(error).__name__}: {error}); using synthetic data."
+                f"Kaggle download failed ({type(error).__name__}: {error}). The dataset is "
+                "public and needs no Kaggle sign-in: check this machine's internet access, or "
+                f"download it from {KAGGLE_URL} and pass its folder (DATA_DIR, or "
+                "PSPSEG_DATA_DIR). Using synthetic data for now."
             )
     synthetic_dir = Path(synthetic_dir)
     if not (synthetic_dir / "kaggle_3m").is_dir():

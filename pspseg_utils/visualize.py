@@ -167,7 +167,8 @@ def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
 
     In a notebook it shows a patient menu and a slice slider above the figure; where widgets do
     not render (GitHub, a notebook saved without widget state) the opening figure shows instead.
-    Outside IPython it draws that figure with matplotlib. Displays; returns nothing.
+    Outside IPython, or without ipywidgets, it draws that figure with matplotlib. Works with
+    ipywidgets 7 (Colab's) and 8. Displays; returns nothing.
     """
     if not records:
         raise ValueError("slice_browser needs at least one slice record, got none")
@@ -190,12 +191,13 @@ def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
         if tumour_positions
         else len(by_patient[first_patient]) // 2
     )
-    # ipywidgets (and IPython with it) are dependencies; imported here, when a browser is wanted.
-    import ipywidgets as widgets
-    from IPython import get_ipython
-    from IPython.display import display
-
-    if get_ipython() is None:
+    try:  # a dependency, imported here, when a browser is wanted
+        import ipywidgets as widgets
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        widgets = get_ipython = None
+    if get_ipython is None or get_ipython() is None:
         figure(first_patient, first_position)
         plt.show()
         return
@@ -215,4 +217,13 @@ def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
     browser = widgets.VBox([widgets.HBox([patient, position]), picture])
     # The opening figure as the PNG fallback of the widget's display, for static renderers.
     fallback = base64.b64encode(picture.value).decode("ascii")
-    display({**browser._repr_mimebundle_(), "image/png": fallback}, raw=True)
+    display({**_widget_bundle(browser), "image/png": fallback}, raw=True)
+
+
+def _widget_bundle(widget) -> dict:
+    """A widget's display data. ipywidgets 8 returns it from `_repr_mimebundle_`; 7 (Colab's)
+    has no such method and displays the same two entries from `_ipython_display_`."""
+    if hasattr(widget, "_repr_mimebundle_"):
+        return widget._repr_mimebundle_()
+    view = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
+    return {"text/plain": repr(widget)[:110], "application/vnd.jupyter.widget-view+json": view}

@@ -1,5 +1,6 @@
-"""The lessons' conventions: title, Colab badge from the one REPO_URL, the same Setup cell,
-a Configuration cell with the profile switch, short cells, clean committed outputs."""
+"""The lessons' conventions: title, Colab badge from the one REPO_URL at the release tag, the
+same Setup cell installing that release, a Configuration cell with the profile switch, short
+cells, clean committed outputs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pspseg_utils.course import REPO_URL
+from pspseg_utils import __version__
+from pspseg_utils.course import INSTALL_SOURCE, RELEASE_TAG, REPO_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -34,11 +36,12 @@ def test_opening_title_badge_setup_configuration(path):
     first = _source(cells[0])
     assert first.startswith("# ")
     slug = REPO_URL.removeprefix("https://github.com/")
-    badge = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}"
-    assert badge in first and "colab-badge.svg" in first
+    badge = f"https://colab.research.google.com/github/{slug}/blob/{RELEASE_TAG}/notebooks/"
+    assert f"{badge}{path.name}" in first and "colab-badge.svg" in first
     assert "You will learn" in first
     assert _source(cells[1]) == "## Setup"
-    assert f"git+{REPO_URL}" in _source(cells[2])
+    setup = _source(cells[2])
+    assert f'RELEASE = "{__version__}"' in setup and f'SOURCE = "{INSTALL_SOURCE}"' in setup
     assert _source(cells[3]).startswith("## Configuration")
     configuration = _source(cells[4])
     assert 'PROFILE = course.resolve_profile("auto")' in configuration

@@ -355,6 +355,32 @@ def test_precision_choice_on_cpu(monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("capability", "expected"),
+    [((7, 5), "mixed_float16"), ((8, 0), "mixed_bfloat16"), ((6, 1), "float32")],
+    ids=["T4", "A100", "P100"],
+)
+def test_precision_choice_on_a_gpu(monkeypatch, capability, expected):
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    details = {"compute_capability": capability}
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu: details)
+    assert training.choose_precision("auto") == expected
+
+
+def test_mixed_float16_training_scales_its_loss_and_saves_a_float32_output(
+    tiny_kaggle_dir, tmp_path
+):
+    config = TrainConfig(epochs=1, **{**TINY, "precision": "mixed_float16"})
+    result = training.train(tiny_kaggle_dir, tmp_path, config, progress=False)
+    assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert np.isfinite(result.history["loss"]).all()
+    reloaded = inference.load_model(tmp_path)
+    probabilities = reloaded.predict(np.zeros((1, 48, 48, 3), "float32"), verbose=0)
+    assert probabilities.dtype == np.float32
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [
         ("schedule", "step"),

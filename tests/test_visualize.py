@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sys
 
 import matplotlib
 
@@ -71,6 +72,31 @@ def test_slice_browser_in_ipython_displays_widgets_with_a_png_fallback(tiny_reco
     assert "application/vnd.jupyter.widget-view+json" in shown.data
     assert base64.b64decode(shown.data["image/png"]).startswith(b"\x89PNG")
     assert plt.get_fignums() == []  # drawn into the PNG, not left for the notebook to show
+
+
+def test_slice_browser_without_ipywidgets_draws_the_static_figure(tiny_records, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets -> ImportError
+    InteractiveShell.instance()
+    try:
+        visualize.slice_browser(tiny_records)
+    finally:
+        InteractiveShell.clear_instance()
+    assert plt.gcf().axes[0].get_title() == "pre-contrast"
+
+
+def test_widget_bundle_of_an_ipywidgets_7_widget_names_its_model():
+    class Widget7:  # ipywidgets 7.7: a model_id, no _repr_mimebundle_
+        model_id = "abc123"
+
+        def __repr__(self):
+            return "VBox(children=(...))"
+
+    bundle = visualize._widget_bundle(Widget7())
+    view = bundle["application/vnd.jupyter.widget-view+json"]
+    assert view == {"version_major": 2, "version_minor": 0, "model_id": "abc123"}
+    assert bundle["text/plain"] == "VBox(children=(...))"
 
 
 def test_slice_browser_refuses_no_records():

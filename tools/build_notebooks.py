@@ -2,8 +2,9 @@
 
     python tools/build_notebooks.py          # then: python3 dev.py course (executes them)
 
-The badge and the Colab install line are made from `pspseg_utils.course.REPO_URL`, and the
-Setup cell is the same in every lesson; tests/test_notebooks.py checks both.
+The badge and the Colab install line are made from `pspseg_utils.course.REPO_URL` and the
+release tag (`course.RELEASE_TAG`, from the package version), and the Setup cell is the same in
+every lesson; tests/test_notebooks.py checks both.
 """
 
 from __future__ import annotations
@@ -12,17 +13,32 @@ from pathlib import Path
 
 import nbformat
 
-from pspseg_utils.course import REPO_URL
+from pspseg_utils import __version__
+from pspseg_utils.course import INSTALL_SOURCE, RELEASE_TAG, REPO_URL
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SLUG = REPO_URL.removeprefix("https://github.com/")
 
-SETUP = f"""# Installs the course package on Colab or Kaggle only; locally `python3 dev.py course` did.
+SETUP = f"""# On Colab (or Kaggle) install the course package, once, leaving the runtime's packages as they
+# are; locally `python3 dev.py course` installed it.
+import importlib.metadata
 import os
+import subprocess
 import sys
 
-if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    %pip install -q "pspseg @ git+{REPO_URL}"
+RELEASE = "{__version__}"  # the release of the course these lessons belong to
+SOURCE = "{INSTALL_SOURCE}"
+try:
+    INSTALLED = importlib.metadata.version("pspseg")
+except importlib.metadata.PackageNotFoundError:
+    INSTALLED = None
+if INSTALLED == RELEASE:
+    print(f"pspseg {{RELEASE}} is installed: nothing to do.")
+elif "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+    print(f"Installing pspseg {{RELEASE}} and only what this runtime lacks (about a minute) ...")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOURCE], check=True)
+elif INSTALLED is None:
+    raise ModuleNotFoundError("pspseg is missing: run `python3 dev.py course` first")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up log quiet
 from pspseg_utils import course
 
@@ -37,7 +53,8 @@ from pspseg_utils import data, visualize"""
 CONFIGURATION = """PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
 ROOT = course.project_root()
 DATA_DIR = None  # a kaggle_3m folder; None: $PSPSEG_DATA_DIR, else Kaggle, else synthetic data
-RUN_DIR = ROOT / "runs" / f"course-{PROFILE}"  # lesson 03 saves its model here
+USE_DRIVE = False  # on Colab: True mounts Google Drive and keeps run folders there
+RUN_DIR = course.runs_dir(use_drive=USE_DRIVE) / f"course-{PROFILE}"  # lesson 03's model
 CONFIG = course.train_config(PROFILE)
 SEED = 0
 
@@ -45,11 +62,13 @@ DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
 print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
-      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}")"""
+      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")"""
 
 
 def badge(name: str) -> str:
-    url = f"https://colab.research.google.com/github/{SLUG}/blob/main/notebooks/{name}.ipynb"
+    url = (
+        f"https://colab.research.google.com/github/{SLUG}/blob/{RELEASE_TAG}/notebooks/{name}.ipynb"
+    )
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
@@ -93,8 +112,9 @@ LESSONS["01_data"] = (
 ## Getting the data
 The LGG segmentation dataset (Buda et al. 2019, Kaggle `mateuszbuda/lgg-mri-segmentation`,
 CC BY-NC-SA 4.0) has 110 patients, 3929 slices. `resolve_data_dir` used your folder if you gave
-one, else Kaggle if it answers, else it generated a **synthetic** LGG-like dataset: the cell
-above said which. `find_slices` reads and checks every file once, so problems surface now."""),
+one, else Kaggle if it answers (the dataset is public: `kagglehub` downloads it, a few hundred
+MB, without a Kaggle account), else it generated a **synthetic** LGG-like dataset: the cell
+above said which, and why. `find_slices` reads and checks every file once, so problems surface now."""),
         code("""
 records = data.find_slices(DATA_DIR, progress=False)
 summary = data.summarize(records, layout="kaggle")
@@ -355,7 +375,12 @@ A time budget also sizes the run: once an epoch has been timed, `train` plans as
 as fit in the budget (at most `epochs`) and lets the learning rate decay to zero over exactly
 those, so a slow laptop and a fast one both finish their schedule in time. It plans again
 after each epoch from the median epoch time, so one slow epoch does not decide; after half-way
-a new plan may only end sooner, so the learning rate never climbs back up near the end."""),
+a new plan may only end sooner, so the learning rate never climbs back up near the end.
+
+On Colab the `gpu` profile trains for at most 20 minutes, its budget (on a free T4, an estimated
+35 of its 60 epochs fit). A runtime that disconnects loses its disk: set `USE_DRIVE = True` in
+the Configuration cell to keep the run folder on Google Drive, then run this lesson again after
+a disconnect and `train` resumes where it stopped (skip the cell that starts from scratch)."""),
         code("""
 import dataclasses
 import shutil
@@ -412,13 +437,14 @@ LESSONS["04_inference"] = (
     [
         md("""
 ## Loading a checkpoint
-We use the model lesson 3 saved; if you run this lesson alone, a small one is trained first."""),
+We use the model lesson 3 saved. Run alone, this lesson first trains a small one (it says what,
+and for how long): the `gpu` profile's model is lesson 3's to train."""),
         code("""
 from pspseg_utils import inference, training
 
-model = course.ensure_model(RUN_DIR, DATA_DIR, CONFIG)
+model, MODEL_DIR = course.ensure_model(RUN_DIR, DATA_DIR, PROFILE)
 records = data.find_slices(DATA_DIR, progress=False)
-test_records = data.select_patients(records, training.load_split(RUN_DIR)["test"])
+test_records = data.select_patients(records, training.load_split(MODEL_DIR)["test"])
 print(f"{len(test_records)} slices of patients the model never saw")"""),
         md("""
 ## One PNG, the article's way
@@ -427,7 +453,7 @@ print(f"{len(test_records)} slices of patients the model never saw")"""),
 import cv2
 
 example = max(test_records, key=lambda r: r.tumour_pixels)
-png = RUN_DIR / "example.png"
+png = MODEL_DIR / "example.png"
 cv2.imwrite(str(png), data.read_image(example.image_path)[..., ::-1])  # OpenCV writes BGR
 pred_mask = ps.predict.predict(model=model, inp=str(png))
 print(pred_mask.shape, pred_mask.dtype, "labels", np.unique(pred_mask))
@@ -439,7 +465,7 @@ plt.show()"""),
 `predict_dir` writes article-style masks (0/1 PNG) and overlays for every image."""),
         code("""
 patient_dir = example.image_path.parent
-written = inference.predict_dir(model, patient_dir, RUN_DIR / "predictions", progress=False)
+written = inference.predict_dir(model, patient_dir, MODEL_DIR / "predictions", progress=False)
 print(f"{len(written)} masks in {written[0].parent.relative_to(ROOT)}, overlays beside them")"""),
         md("""
 ## The threshold
@@ -477,9 +503,9 @@ A `.keras` file for Keras users and a TensorFlow SavedModel for serving."""),
         code("""
 from pspseg_utils import export
 
-sizes = export.export(RUN_DIR, RUN_DIR / "export")
+sizes = export.export(MODEL_DIR, MODEL_DIR / "export")
 print({name: f"{size / 1e6:.1f} MB" for name, size in sizes.items()})
-reloaded = inference.load_model(RUN_DIR / "export" / "model.keras")
+reloaded = inference.load_model(MODEL_DIR / "export" / "model.keras")
 same = np.array_equal(inference.predict(reloaded, image), inference.predict(model, image))
 print("reloaded model predicts the same mask:", same)"""),
     ],
@@ -504,9 +530,9 @@ import pandas as pd
 
 from pspseg_utils import evaluation, inference, training
 
-model = course.ensure_model(RUN_DIR, DATA_DIR, CONFIG)
+model, MODEL_DIR = course.ensure_model(RUN_DIR, DATA_DIR, PROFILE)
 records = data.find_slices(DATA_DIR, progress=False)
-test_records = data.select_patients(records, training.load_split(RUN_DIR)["test"])
+test_records = data.select_patients(records, training.load_split(MODEL_DIR)["test"])
 result = evaluation.evaluate(model, test_records, progress=False)
 pd.Series(result.summary).round(3).to_frame("value")"""),
         md("## Per patient"),
@@ -524,7 +550,7 @@ U-Net trained for hours on a GPU."""),
         code("""
 print(f"This run: mean per-patient Dice {result.summary['patient_dice_mean']:.3f}, median "
       f"{result.summary['patient_dice_median']:.3f}, on {result.summary['patients']} test patients "
-      f"of {SOURCE} data, {CONFIG.backbone} at {CONFIG.image_size} px, profile {PROFILE!r}.")
+      f"of {SOURCE} data, {model.backbone_name} at {model.input_height} px, profile {PROFILE!r}.")
 if SOURCE == "synthetic":
     print("These are synthetic scans: the numbers say the code works, not how well it does on MRI.")"""),
         md("""

@@ -231,6 +231,9 @@ class PSPNet(keras.Model):
             outputs = [outputs, auxiliary]
         kwargs.setdefault("name", f"{backbone}_pspnet")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # What `compile` reads: the main output alone. The auxiliary one joins the loss only
+        # through `compute_loss`; listed, Keras 3.13 and older build metrics for it too.
+        self.output_names = self.output_names[:1]
 
         # === Config ===
         self.image_shape = input_shape

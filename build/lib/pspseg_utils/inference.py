@@ -1,0 +1,297 @@
+"""Inference: from a file, an array or a batch to a label mask at the image's own resolution.
+
+The model sees each image resized to its input size; its probabilities are resized back to the
+original size before thresholding, so masks line up with the scan a user gave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from pspseg_utils import data, losses, metrics, models  # noqa: F401 - registers custom objects
+
+__all__ = [
+    "as_image_list",
+    "context_slices_of",
+    "mask_labels_of",
+    "load_model",
+    "predict",
+    "predict_probabilities",
+    "largest_component",
+    "overlay",
+    "iter_predictions",
+    "predict_files",
+    "predict_dir",
+]
+
+OVERLAY_COLOUR = (255, 60, 60)
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a `.keras` model, or the best (else last) checkpoint of a run folder, safely.
+
+    Raises:
+        FileNotFoundError: nothing loadable at `path`, with what was looked for.
+    """
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "best.keras", path / "last.keras"]
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise FileNotFoundError(
+                f"{path} has no best.keras or last.keras; train first (`pspseg train`)"
+            )
+        path = found
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file; pass a .keras file or a run folder")
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def mask_labels_of(model: keras.Model) -> int:
+    """How many labels its masks hold: the classes of a softmax output, 2 for a sigmoid one
+    (tumour or not); what `data.read_mask`'s `num_classes` takes."""
+    return max(2, model.outputs[0].shape[-1])
+
+
+def context_slices_of(model: keras.Model) -> int:
+    """How many neighbouring slices on each side the model takes with each slice: its input has
+    3 (1 + 2c) channels (see `data.load_arrays`); 0 for a model of single slices."""
+    return (model.input_shape[-1] // 3 - 1) // 2
+
+
+def as_image_list(inputs, *, context_slices: int = 0) -> tuple[list[np.ndarray], bool]:
+    """Normalise predict's inputs (a path, an (H, W, C) image, an (N, H, W, C) batch, or a list
+    of paths and images) to a list of (H, W, C) arrays, and whether a single image was given.
+    Paths are read with their `context_slices` neighbours on each side (`data.read_slice`)."""
+    if isinstance(inputs, (str, Path)):
+        return [data.read_slice(inputs, context_slices=context_slices)], True
+    if isinstance(inputs, np.ndarray):
+        if inputs.ndim == 3:
+            return [inputs], True
+        if inputs.ndim == 4:
+            return list(inputs), False
+        raise ValueError(f"expected an image (H, W, 3) or a batch (N, H, W, 3), got {inputs.shape}")
+    if isinstance(inputs, Sequence):
+        return [
+            data.read_slice(i, context_slices=context_slices)
+            if isinstance(i, (str, Path))
+            else np.asarray(i)
+            for i in inputs
+        ], False
+    raise ValueError(f"inputs must be a path, an array or a list of them, got {type(inputs)}")
+
+
+def predict_probabilities(
+    model: keras.Model, images: Sequence[np.ndarray], *, tta: bool = False, batch_size: int = 8
+) -> list[np.ndarray]:
+    """Class probabilities float32 (H, W, C) for each (H, W, channels) image, at its own size;
+    channels is the model's: 3, or more for a model that takes neighbouring slices.
+
+    With `tta`, the prediction is averaged with that of the left-right mirrored image.
+    """
+    height, width, channels = model.input_shape[1:]
+    for image in images:
+        if image.ndim != 3 or image.shape[2] != channels:
+            raise ValueError(_channels_message(image.shape, context_slices_of(model)))
+    resized = np.stack([_resize_area(np.asarray(im, np.float32), (width, height)) for im in images])
+    probabilities = model.predict(resized, batch_size=batch_size, verbose=0)
+    if tta:
+        mirrored = model.predict(resized[:, :, ::-1], batch_size=batch_size, verbose=0)
+        probabilities = (probabilities + mirrored[:, :, ::-1]) / 2.0
+    out = []
+    for image, p in zip(images, probabilities, strict=True):
+        p = cv2.resize(p, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        out.append(p.reshape(image.shape[0], image.shape[1], -1).astype(np.float32))
+    return out
+
+
+def _resize_area(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """cv2.resize by area averaging, one slice (3 channels) at a time: OpenCV's takes up to 4."""
+    return np.concatenate(
+        [
+            cv2.resize(
+                np.ascontiguousarray(image[..., start : start + 3]),
+                size,
+                interpolation=cv2.INTER_AREA,
+            )
+            for start in range(0, image.shape[2], 3)
+        ],
+        axis=-1,
+    )
+
+
+def _channels_message(shape: tuple, context_slices: int) -> str:
+    if not context_slices:
+        return f"each image must be (H, W, 3), got {shape}"
+    return (
+        f"this model takes each slice with its {context_slices} neighbour(s) on each side: "
+        f"images (H, W, {3 * (1 + 2 * context_slices)}), got {shape}; pass file paths "
+        "(neighbours are found by name), or read them with "
+        f"pspseg_utils.data.read_slice(path, context_slices={context_slices})"
+    )
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """Keep only the largest connected foreground region of a label mask (others -> 0).
+
+    `mask` is one slice (H, W) or a patient's volume (S, H, W) of consecutive slices; pixels
+    touching at an edge or a corner are connected (8 neighbours in a slice, 26 in a volume).
+    An empty mask or a single region comes back unchanged.
+    """
+    regions, count = ndimage.label(mask > 0, structure=np.ones((3,) * mask.ndim, bool))
+    if count <= 1:
+        return mask
+    largest = 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
+    return np.where(regions == largest, mask, 0).astype(mask.dtype)
+
+
+def _to_labels(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    if probabilities.shape[-1] == 1:
+        return (probabilities[..., 0] >= threshold).astype(np.uint8)
+    return np.argmax(probabilities, axis=-1).astype(np.uint8)
+
+
+def predict(
+    model: keras.Model,
+    inputs,
+    *,
+    threshold: float = 0.5,
+    tta: bool = False,
+    keep_largest: bool = False,
+    return_probabilities: bool = False,
+    batch_size: int = 8,
+):
+    """Predict label masks.
+
+    Args:
+        model: keras.Model. A segmentation model outputting probabilities (B, h, w, C).
+        inputs: a path, an image array (H, W, 3), a batch (N, H, W, 3), or a list of these; for
+            a model that takes neighbouring slices, paths (read with their neighbours, see
+            `data.read_slice`) or arrays of its channels.
+        threshold: float. Cut-off on P(tumour) for a 1-channel model (ignored for softmax).
+        tta: bool. Average with the left-right mirrored prediction.
+        keep_largest: bool. Keep only the largest connected region of each mask.
+        return_probabilities: bool. Also return the probabilities (H, W, C) float32.
+
+    Returns:
+        A uint8 (H, W) label mask for a single input, else a list (or (N, H, W) array for an array
+        batch); with return_probabilities, a (masks, probabilities) pair in the same form.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    images, single = as_image_list(inputs, context_slices=context_slices_of(model))
+    probabilities = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
+    masks = [_to_labels(p, threshold) for p in probabilities]
+    if keep_largest:
+        masks = [largest_component(m) for m in masks]
+    if single:
+        masks, probabilities = masks[0], probabilities[0]
+    elif isinstance(inputs, np.ndarray):
+        masks, probabilities = np.stack(masks), np.stack(probabilities)
+    return (masks, probabilities) if return_probabilities else masks
+
+
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    colour=OVERLAY_COLOUR,
+    alpha: float = 0.35,
+    outline: bool = True,
+) -> np.ndarray:
+    """The slice (its 3 channels shown as RGB) with the mask tinted and outlined.
+
+    Returns:
+        uint8 RGB (H, W, 3).
+    """
+    shown = np.ascontiguousarray(image if image.ndim == 3 else np.repeat(image[..., None], 3, -1))
+    shown = shown.astype(np.uint8).copy()
+    region = mask > 0
+    tint = np.array(colour, np.float32)
+    shown[region] = ((1 - alpha) * shown[region] + alpha * tint).astype(np.uint8)
+    if outline:
+        contours, _ = cv2.findContours(
+            region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+        )
+        cv2.drawContours(shown, contours, -1, tuple(int(c) for c in colour), 1)
+    return shown
+
+
+def iter_predictions(
+    model: keras.Model,
+    paths: Sequence[str | Path],
+    *,
+    threshold: float = 0.5,
+    tta: bool = False,
+    keep_largest: bool = False,
+    batch_size: int = 8,
+    progress: bool = True,
+    desc: str = "Predicting",
+):
+    """Yield (path, image, mask) for each image file, in order: `predict` on `batch_size` files
+    at a time, so memory stays flat over a whole dataset, with a progress bar. The image is the
+    slice itself, uint8 (H, W, 3), also where the model took its neighbours too."""
+    context_slices = context_slices_of(model)
+    with tqdm(total=len(paths), desc=desc, unit="image", disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = [Path(p) for p in paths[start : start + batch_size]]
+            images = [data.read_slice(p, context_slices=context_slices) for p in chunk]
+            masks = predict(
+                model,
+                images,
+                threshold=threshold,
+                tta=tta,
+                keep_largest=keep_largest,
+                batch_size=batch_size,
+            )
+            yield from zip(chunk, (image[..., :3] for image in images), masks, strict=True)
+            bar.update(len(chunk))
+
+
+def predict_files(
+    model: keras.Model, files: Sequence[str | Path], out_dir: str | Path, **options
+) -> list[Path]:
+    """Predict each image file, writing `out_dir/masks/<stem>.png` (labels 0/1, the article's
+    format) and `out_dir/overlays/<stem>.png`. `options` are those of `iter_predictions`
+    (threshold, tta, keep_largest, batch_size, progress). Two files with one stem are refused
+    (ValueError) before anything is written.
+
+    Returns:
+        The written mask paths.
+    """
+    by_stem = {}
+    for path in map(Path, files):
+        if path.stem in by_stem:  # both would be written to the same masks/<stem>.png
+            raise ValueError(
+                f"{by_stem[path.stem]} and {path} have the same name, {path.stem}: their masks "
+                "would overwrite each other; predict them into separate --out folders"
+            )
+        by_stem[path.stem] = path
+    out_dir = Path(out_dir)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, image, mask in iter_predictions(model, files, **options):
+        target = out_dir / "masks" / f"{path.stem}.png"
+        cv2.imwrite(str(target), mask)
+        cv2.imwrite(str(out_dir / "overlays" / f"{path.stem}.png"), overlay(image, mask)[..., ::-1])
+        written.append(target)
+    return written
+
+
+def predict_dir(
+    model: keras.Model, in_dir: str | Path, out_dir: str | Path, **options
+) -> list[Path]:
+    """`predict_files` on every image in `in_dir` (PNG/TIFF/JPEG; masks skipped as
+    `data.find_images` does)."""
+    files = data.find_images(in_dir)
+    if not files:
+        raise FileNotFoundError(f"{in_dir}: no images (.png, .tif, .jpg) to predict")
+    return predict_files(model, files, out_dir, **options)

@@ -1,0 +1,100 @@
+"""What the notebooks share: where run folders live (Google Drive on Colab), and the model a
+lesson falls back on when lesson 03's is missing, without starting a long run unasked."""
+
+from __future__ import annotations
+
+import pytest
+
+from pspseg_utils import __version__, course, training
+
+TINY = dict(
+    run_eagerly=True,
+    image_size=48,
+    head_channels=8,
+    batch_size=4,
+    steps_per_epoch=1,
+    epochs=1,
+    precision="float32",
+    val_fraction=0.2,
+    test_fraction=0.2,
+)
+
+
+def test_the_install_source_is_the_release_tag_of_the_package_version():
+    assert course.RELEASE_TAG == f"v{__version__}"
+    assert course.INSTALL_SOURCE == f"pspseg @ git+{course.REPO_URL}@v{__version__}"
+
+
+def test_runs_stay_local_without_drive(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    drive_runs = tmp_path / "drive" / "MyDrive" / "pspseg" / "runs"
+    assert course.runs_dir(drive_runs=drive_runs) == course.project_root() / "runs"
+    assert not drive_runs.exists()
+
+
+def test_runs_go_to_drive_when_it_is_mounted(tmp_path):
+    drive_runs = tmp_path / "drive" / "MyDrive" / "pspseg" / "runs"
+    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)  # as Colab's Files panel mounts it
+    assert course.runs_dir(drive_runs=drive_runs) == drive_runs
+    assert drive_runs.is_dir()
+
+
+def test_use_drive_mounts_drive_at_its_mount_point(tmp_path):
+    drive_runs = tmp_path / "drive" / "MyDrive" / "pspseg" / "runs"
+    mounted = []
+
+    def mount(point):  # what google.colab.drive.mount does, after the user allows it
+        mounted.append(point)
+        (tmp_path / "drive" / "MyDrive").mkdir(parents=True)
+
+    assert course.runs_dir(use_drive=True, drive_runs=drive_runs, mount=mount) == drive_runs
+    assert mounted == [str(tmp_path / "drive")]
+
+
+def test_use_drive_off_colab_says_the_runs_stay_here(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    drive_runs = tmp_path / "drive" / "MyDrive" / "pspseg" / "runs"
+    assert course.runs_dir(use_drive=True, drive_runs=drive_runs) == course.project_root() / "runs"
+    assert "Colab only" in capsys.readouterr().out
+
+
+@pytest.fixture
+def tiny_profiles(monkeypatch):
+    monkeypatch.setitem(course.PROFILES, "cpu", {**TINY, "time_budget_minutes": 5.0})
+    monkeypatch.setitem(course.PROFILES, "gpu", {**TINY, "backbone": "vgg16", "epochs": 2})
+
+
+def test_a_gpu_lesson_without_lesson_3_trains_the_small_model_and_says_so(
+    tiny_profiles, tiny_kaggle_dir, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "course-gpu"
+    model, folder = course.ensure_model(run_dir, tiny_kaggle_dir, "gpu")
+    said = capsys.readouterr().out
+    assert folder == tmp_path / "course-gpu-small" and not run_dir.exists()
+    assert model.backbone_name == "mobilenetv2_050"  # the cpu profile's, not vgg16
+    assert "training a small mobilenetv2_050 at 48 px now, at most 5 minutes" in said
+    assert "run lesson 03 first, or pass full=True" in said
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(training, "train", no_training)
+    _, again = course.ensure_model(run_dir, tiny_kaggle_dir, "gpu")
+    assert again == folder and "trained before" in capsys.readouterr().out
+
+
+def test_a_lesson_uses_lesson_3s_model_when_there_is_one(
+    tiny_profiles, tiny_kaggle_dir, tmp_path, capsys
+):
+    run_dir = tmp_path / "course-gpu"
+    training.train(tiny_kaggle_dir, run_dir, course.train_config("gpu"), progress=False)
+    capsys.readouterr()
+    model, folder = course.ensure_model(run_dir, tiny_kaggle_dir, "gpu")
+    assert folder == run_dir and model.backbone_name == "vgg16"
+    assert "Using the model trained in lesson 03" in capsys.readouterr().out
+
+
+def test_full_trains_the_profiles_own_model(tiny_profiles, tiny_kaggle_dir, tmp_path, capsys):
+    model, folder = course.ensure_model(tmp_path / "course-gpu", tiny_kaggle_dir, "gpu", full=True)
+    assert folder == tmp_path / "course-gpu" and model.backbone_name == "vgg16"
+    assert "training the vgg16 at 48 px now, 2 epochs" in capsys.readouterr().out
