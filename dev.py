@@ -126,6 +126,12 @@ def freeze(python: Path) -> dict[str, str]:
     return {item["name"].lower().replace("_", "-"): item["version"] for item in json.loads(listed)}
 
 
+def changed_versions(before: dict[str, str], after: dict[str, str]) -> dict[str, tuple]:
+    """{name: (version before, version after or None)} of the packages `after` changed or
+    removed; packages it added are not changes."""
+    return {name: (v, after.get(name)) for name, v in before.items() if after.get(name) != v}
+
+
 def setup_cell_source() -> str:
     """The requirement the notebooks' Setup cell installs on Colab, read from lesson 1."""
     cells = json.loads((ROOT / "notebooks" / "01_data.ipynb").read_text())["cells"]
@@ -157,7 +163,7 @@ def colab() -> None:
     print(f"The Setup cell installs {source!r}; here: {local!r}")
     run(python, "-m", "pip", "install", "-q", local)
     after = freeze(python)
-    changed = {name: (v, after.get(name)) for name, v in before.items() if after.get(name) != v}
+    changed = changed_versions(before, after)
     if changed:
         sys.exit(f"Installing pspseg changed Colab's packages (before, after): {changed}")
     added = sorted(set(after) - set(before))

@@ -705,10 +705,15 @@ def _augment_arrays(image, mask, flip, inverse_map, gain, gamma, flair_in_place_
         image, mask = image[:, ::-1], mask[:, ::-1]
     size = (image.shape[1], image.shape[0])
     matrix = np.asarray(inverse_map, np.float64).reshape(2, 3)  # output pixel -> input pixel
-    image, mask = (
-        cv2.warpAffine(np.ascontiguousarray(x), matrix, size, flags=cv2.WARP_INVERSE_MAP | how)
-        for x, how in ((image, cv2.INTER_LINEAR), (mask, cv2.INTER_NEAREST))
-    )
+
+    def warp(x, how):
+        flags = cv2.WARP_INVERSE_MAP | how
+        return cv2.warpAffine(np.ascontiguousarray(x), matrix, size, flags=flags)
+
+    # Slice by slice: OpenCV 5 rounds a 9-channel warp differently from a 3-channel one.
+    three_channels = [image[..., i : i + 3] for i in range(0, image.shape[2], 3)]
+    image = np.concatenate([warp(x, cv2.INTER_LINEAR) for x in three_channels], axis=-1)
+    mask = warp(mask, cv2.INTER_NEAREST)
     # Gain then gamma, per channel, as a table over the 256 grey levels (borders stay 0).
     slices = image.shape[2] // 3
     levels = np.arange(256, dtype=np.float64)[:, None] / 255.0
