@@ -6,9 +6,9 @@
     python3 dev.py colab    # a replica of Colab's runtime: the install changes none of its
                             # packages, and the lessons and fast tests pass there
 
-`test` and `course` use `.venv/`, reinstalled only when pyproject.toml changes. `colab` uses
-`.venv-colab/` on Python 3.13 (this interpreter, `python3.13` on the PATH, or pyenv's), built
-from constraints/colab.txt and rebuilt only when that file changes.
+`test` and `course` use `.venv/`, reinstalled only when pyproject.toml or the version changes.
+`colab` uses `.venv-colab/` on Python 3.13 (this interpreter, pyenv's, or `python3.13` on the
+PATH), built from constraints/colab.txt and rebuilt only when that file changes.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def ensure_environment() -> None:
     """Create `.venv` and install the package with its dev extras, once per pyproject version."""
     if not PYTHONS[0] <= sys.version_info[:2] <= PYTHONS[1]:
         sys.exit(f"Python 3.10-3.13 is needed; this is {sys.version.split()[0]}.")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # pyproject.toml, and the package's version, which it reads from __init__.py.
+    sources = [ROOT / "pyproject.toml", ROOT / "pspseg_utils" / "__init__.py"]
+    wanted = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not (BIN / "python").exists() and not (BIN / "python.exe").exists():
