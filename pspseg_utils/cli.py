@@ -1,14 +1,16 @@
 """The `pspseg` command line (also `python -m pspseg_utils`).
 
 Each sub-command is a thin layer over the package: it parses arguments, calls one function and
-prints what happened. Problems in the user's data, and a download that cannot be made, print
-a message and exit with status 1; bad arguments and missing files exit with status 2. Neither
-prints a traceback.
+prints what happened. Problems in the user's data, a download that cannot be made, a run folder
+another training holds, and operating-system errors (a full disk, no permission) print one line
+and exit with status 1; bad arguments, missing and damaged files exit with status 2; Ctrl-C
+exits with 130 (for `train`: run the same command to resume). None prints a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pspseg_utils import data, recipes
+from pspseg_utils.runlock import RunFolderBusy
 
 # The keys of models.BACKBONES, spelled out so that `--help` does not wait for Keras to import.
 BACKBONE_NAMES = ["vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050", "mobilenetv2_035"]
@@ -126,6 +129,7 @@ def _predict(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{item}: no such file or folder")
     if not files:
         raise FileNotFoundError("no images among the inputs (.png, .tif, .jpg; *_mask skipped)")
+    _check_writable(args.out / "masks")  # before the model loads and the predictions run
     model = inference.load_model(args.model)
     written = inference.predict_files(
         model,
@@ -137,6 +141,18 @@ def _predict(args: argparse.Namespace) -> int:
     )
     print(f"Wrote {len(written)} masks to {args.out}/masks and overlays to {args.out}/overlays")
     return 0
+
+
+def _check_writable(path: Path) -> None:
+    """Create `path`'s folder and a file there, then delete it: OSError (naming the place and
+    the fix, see data.write_failure) if `path` cannot be written."""
+    probe = path.with_name(f".{path.name}.probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(error.errno, data.write_failure(error, path)) from error
 
 
 def _run_folder(model_path: Path) -> Path:
@@ -161,6 +177,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"{run_dir} held out no {args.split} patients (it was trained with "
                 f"--{args.split}-fraction 0); use --split all on a dataset it never saw"
             )
+    if args.out:  # find out now, not after scoring every slice, that the tables cannot be written
+        _check_writable(args.out)
     model = inference.load_model(args.model)
     records = data.find_slices(
         args.data, num_classes=inference.mask_labels_of(model), progress=not args.json
@@ -458,6 +476,20 @@ patients for validation and 15% held out for testing, seed 0.""",
     return parser
 
 
+def _probability(text: str) -> float:
+    """argparse type of --threshold: a number strictly between 0 and 1, checked before any
+    model is loaded."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number between 0 and 1, got {text!r}"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def _add_prediction_options(
     parser: argparse.ArgumentParser, *, largest_of: str, clean_up: bool
 ) -> None:
@@ -469,7 +501,7 @@ def _add_prediction_options(
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=_probability,
         default=None if clean_up else 0.5,
         help=f"cut-off on P(tumour) (default {default_threshold})",
     )
@@ -489,18 +521,40 @@ def _add_prediction_options(
     )
 
 
+def _os_error_message(error: OSError) -> str:
+    """One line for an operating-system error: what failed, on which file, and the fix."""
+    if error.filename is None:  # the package's own messages already name the file
+        return error.strerror or str(error)
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)) and error.errno in (
+        errno.ENOENT,
+        errno.ENOTDIR,
+    ):
+        return f"{error.filename}: {error.strerror}; check the path"
+    return data.write_failure(error, error.filename)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # TensorFlow is imported later, by the commands that need it; keep its C++ start-up log quiet.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         status = args.run(args)
-    except (data.DatasetError, ConnectionError) as error:
+    except (data.DatasetError, ConnectionError, RunFolderBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         status = 1
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         status = 2
+    except (FileExistsError, FileNotFoundError) as error:
+        print(f"error: {_os_error_message(error)}", file=sys.stderr)
+        status = 2
+    except OSError as error:  # a full disk, no permission, a file where a folder should be
+        print(f"error: {_os_error_message(error)}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        resume = " Run the same command to resume." if args.command == "train" else ""
+        print(f"\nInterrupted.{resume}", file=sys.stderr)
+        status = 130
     if argv is None:
         sys.exit(status)
     return status

@@ -21,7 +21,9 @@ as in training.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
 import re
 import socket
@@ -41,6 +43,8 @@ __all__ = [
     "read_image",
     "read_slice",
     "read_mask",
+    "write_image",
+    "write_failure",
     "context_offsets",
     "neighbour_positions",
     "stack_context",
@@ -155,6 +159,50 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1])  # OpenCV decodes BGR
 
 
+def write_failure(error: OSError, path: str | Path) -> str:
+    """One line that says why `path` could not be written, and what to do about it."""
+    fixes = {
+        errno.ENOSPC: "the disk is full: free some space, or write somewhere else",
+        errno.EDQUOT: "the disk quota is used up: free some space, or write somewhere else",
+        errno.EACCES: "no permission to write there: choose a folder you can write to",
+        errno.EPERM: "no permission to write there: choose a folder you can write to",
+        errno.EROFS: "the file system is read-only: choose another folder",
+        errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
+        errno.EEXIST: "a file stands where a folder is needed: choose another path",
+        errno.EISDIR: "a folder stands where the file should go: choose another path",
+    }
+    why = fixes.get(error.errno, error.strerror or str(error))
+    return f"could not write {path}: {why}"
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write `image` to `path` (format from its suffix; a 3-channel image is taken as BGR, as
+    OpenCV does), whole or not at all.
+
+    It is encoded in memory, written to a hidden file beside `path` and renamed over it, so a
+    full disk or a read-only folder never leaves a partial or empty file at `path`.
+
+    Raises:
+        OSError: the file could not be written; the message names it and the fix.
+        ValueError: OpenCV cannot encode this image in that format.
+    """
+    path = Path(path)
+    encoded, buffer = cv2.imencode(path.suffix, image)
+    if not encoded:
+        raise ValueError(
+            f"{path}: cannot encode a {image.dtype} {image.shape} image as such a file"
+        )
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_bytes(buffer.tobytes())
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise OSError(error.errno, write_failure(error, path)) from error
+    return path
+
+
 def context_offsets(context_slices: int) -> list[int]:
     """The slice offsets stacked as channels, the slice itself first: 1 -> [0, -1, 1],
     2 -> [0, -1, 1, -2, 2]. Each offset brings that slice's 3 sequences, so the first 3 channels
@@ -256,15 +304,21 @@ def read_mask(path: str | Path, *, num_classes: int = 2) -> np.ndarray:
 
 
 def _find_kaggle_root(data_dir: Path) -> Path | None:
-    """The folder whose sub-folders hold `*_mask.tif` files: data_dir itself or a `kaggle_3m`
-    below it (a kagglehub download nests it one or two levels down)."""
+    """The folder whose sub-folders hold TIFF files (.tif or .tiff, in any case): data_dir
+    itself or a `kaggle_3m` below it (a kagglehub download nests it one or two levels down).
+    Masks are not required here, so that a missing one is reported by name, not as a layout."""
     candidates = [
         data_dir,
         *sorted(data_dir.glob("kaggle_3m")),
         *sorted(data_dir.glob("*/kaggle_3m")),
     ]
     for candidate in candidates:
-        if candidate.is_dir() and any(candidate.glob("*/*_mask.tif")):
+        if candidate.is_dir() and any(
+            path.suffix.lower() in (".tif", ".tiff")
+            for folder in candidate.iterdir()
+            if folder.is_dir()
+            for path in folder.iterdir()
+        ):
             return candidate
     return None
 
@@ -787,8 +841,10 @@ def prepare(
         The records of the written dataset.
 
     Raises:
-        DatasetError: the input is not a valid Kaggle-layout dataset.
+        DatasetError: the input is not a valid Kaggle-layout dataset, or two of its files have
+            one slice number (X_5.tif and X_05.tif) and would be written to one PNG.
         FileExistsError: out_dir already has images/ or masks/ with files in them.
+        OSError: a PNG could not be written (a full disk, no permission); none is left partial.
     """
     layout, _ = detect_layout(kaggle_dir)
     if layout != "kaggle":
@@ -797,6 +853,15 @@ def prepare(
             hint="`pspseg prepare` converts the Kaggle layout; nothing to do.",
         )
     records = find_slices(kaggle_dir, progress=progress)
+    names: dict[str, Path] = {}
+    clashes = []
+    for record in records:  # X_5.tif and X_05.tif would both become X_5.png
+        name = f"{record.patient_id}_{record.slice_index}.png"
+        if name in names:
+            clashes.append(f"{names[name]} and {record.image_path} would both be written as {name}")
+        names.setdefault(name, record.image_path)
+    if clashes:
+        raise DatasetError(clashes, hint="Keep one file per slice number: rename or remove one.")
     out_dir = Path(out_dir)
     for sub in ("images", "masks"):
         if (out_dir / sub).is_dir() and any((out_dir / sub).iterdir()):
@@ -804,8 +869,8 @@ def prepare(
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     for record in tqdm(records, desc="Writing PNGs", unit="slice", disable=not progress):
         name = f"{record.patient_id}_{record.slice_index}.png"
-        cv2.imwrite(str(out_dir / "images" / name), read_image(record.image_path)[..., ::-1])
-        cv2.imwrite(str(out_dir / "masks" / name), read_mask(record.mask_path))
+        write_image(out_dir / "images" / name, read_image(record.image_path)[..., ::-1])
+        write_image(out_dir / "masks" / name, read_mask(record.mask_path))
     return find_slices(out_dir, progress=False)
 
 

@@ -6,6 +6,7 @@ original size before thresholding, so masks line up with the scan a user gave.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ __all__ = [
     "context_slices_of",
     "mask_labels_of",
     "load_model",
+    "check_segmentation_model",
     "predict",
     "predict_probabilities",
     "largest_component",
@@ -35,10 +37,12 @@ OVERLAY_COLOUR = (255, 60, 60)
 
 
 def load_model(path: str | Path) -> keras.Model:
-    """Load a `.keras` model, or the best (else last) checkpoint of a run folder, safely.
+    """Load a `.keras` model, or the best (else last) checkpoint of a run folder, safely, and
+    check that it is a segmentation model (`check_segmentation_model`).
 
     Raises:
         FileNotFoundError: nothing loadable at `path`, with what was looked for.
+        ValueError: the file is empty, cut short or damaged, or holds another kind of model.
     """
     path = Path(path)
     if path.is_dir():
@@ -51,7 +55,38 @@ def load_model(path: str | Path) -> keras.Model:
         path = found
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file; pass a .keras file or a run folder")
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    damaged = (
+        f"{path} is not a complete .keras file ({path.stat().st_size} bytes): it was cut short "
+        "or damaged, e.g. by an interrupted copy or a full disk; copy or export it again"
+    )
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
+        raise ValueError(damaged)
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (zipfile.BadZipFile, EOFError, KeyError, OSError) as error:
+        raise ValueError(f"{damaged} ({type(error).__name__}: {error})") from error
+    check_segmentation_model(model, path)
+    return model
+
+
+def check_segmentation_model(model: keras.Model, source: str | Path = "the model") -> None:
+    """Raise ValueError, saying what was found, unless `model` is one pspseg can use: one input
+    (B, H, W, 3 (1 + 2c)) of a known size, and an output (B, H, W, classes) of the same size."""
+    found = f"it takes {tuple(model.inputs[0].shape)} and gives {tuple(model.outputs[0].shape)}"
+    wanted = (
+        "a segmentation model takes (batch, height, width, 3) slices, or 9, 15, ... channels "
+        "with neighbouring slices, and gives (batch, height, width, classes)"
+    )
+    inputs, output = model.inputs[0].shape, model.outputs[0].shape
+    if len(model.inputs) != 1 or len(inputs) != 4 or inputs[3] is None or inputs[3] % 6 != 3:
+        raise ValueError(f"{source} is not a segmentation model for these scans: {found}; {wanted}")
+    if len(output) != 4 or tuple(output[1:3]) != tuple(inputs[1:3]):
+        raise ValueError(f"{source} is not a segmentation model: {found}; {wanted}")
+    if None in tuple(inputs[1:3]):
+        raise ValueError(
+            f"{source} takes any input size ({found}); pspseg resizes slices to the model's own "
+            "size, so save it with a fixed one, e.g. keras.Input((256, 256, 3))"
+        )
 
 
 def mask_labels_of(model: keras.Model) -> int:
@@ -183,10 +218,20 @@ def predict(
     Returns:
         A uint8 (H, W) label mask for a single input, else a list (or (N, H, W) array for an array
         batch); with return_probabilities, a (masks, probabilities) pair in the same form.
+
+    Raises:
+        ValueError: a threshold outside (0, 1), or an image with NaN or infinite values.
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     images, single = as_image_list(inputs, context_slices=context_slices_of(model))
+    for index, image in enumerate(images):  # NaN would pass through as a plausible mask
+        bad = np.size(image) - np.count_nonzero(np.isfinite(image))
+        if bad:
+            raise ValueError(
+                f"image {index} has {bad} NaN or infinite pixel values: its mask would be "
+                "meaningless; fix or replace them (e.g. np.nan_to_num) before predicting"
+            )
     probabilities = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
     masks = [_to_labels(p, threshold) for p in probabilities]
     if keep_largest:
@@ -261,7 +306,8 @@ def predict_files(
     """Predict each image file, writing `out_dir/masks/<stem>.png` (labels 0/1, the article's
     format) and `out_dir/overlays/<stem>.png`. `options` are those of `iter_predictions`
     (threshold, tta, keep_largest, batch_size, progress). Two files with one stem are refused
-    (ValueError) before anything is written.
+    (ValueError) before anything is written; a file that cannot be written (a full disk) stops
+    it with an OSError naming that file, and none is left partial.
 
     Returns:
         The written mask paths.
@@ -279,9 +325,8 @@ def predict_files(
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     written = []
     for path, image, mask in iter_predictions(model, files, **options):
-        target = out_dir / "masks" / f"{path.stem}.png"
-        cv2.imwrite(str(target), mask)
-        cv2.imwrite(str(out_dir / "overlays" / f"{path.stem}.png"), overlay(image, mask)[..., ::-1])
+        target = data.write_image(out_dir / "masks" / f"{path.stem}.png", mask)
+        data.write_image(out_dir / "overlays" / f"{path.stem}.png", overlay(image, mask)[..., ::-1])
         written.append(target)
     return written
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pspseg_utils import data, inference
@@ -51,7 +50,7 @@ def predict(
     mask = inference.predict(model, image, threshold=threshold)
     if out_fname is not None:
         written = inference.overlay(image[..., :3], mask)[..., ::-1] if overlay_img else mask
-        cv2.imwrite(str(out_fname), written)
+        data.write_image(out_fname, written)
     return mask
 
 

@@ -22,13 +22,14 @@ import math
 import os
 import statistics
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from pspseg_utils import data, recipes
+from pspseg_utils import data, recipes, runlock
 from pspseg_utils.losses import get_loss
 from pspseg_utils.metrics import DiceCoefficient, IoUCoefficient
 from pspseg_utils.models import build_pspnet
@@ -281,14 +282,38 @@ def save_atomically(model: keras.Model, path: str | Path) -> None:
     new one, never half of one (os.replace is atomic on POSIX and Windows)."""
     path = Path(path)
     temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(temporary)
-    os.replace(temporary, path)
+    with _removed_on_failure(temporary):
+        model.save(temporary)
+        os.replace(temporary, path)
 
 
 def _write_json_atomically(path: Path, payload: dict) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(temporary, path)
+    with _removed_on_failure(temporary):
+        temporary.write_text(json.dumps(payload, indent=2, default=str))
+        os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(temporary: Path):
+    """Delete a half-written temporary file if writing fails (a full disk), then re-raise."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict:
+    """A run folder's JSON file, or a ValueError naming it when it is damaged."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path} is damaged ({error}); restore it from a copy, or start the run afresh "
+            "(`pspseg train --no-resume`)"
+        ) from error
 
 
 def restore_checkpoint(model: keras.Model, path: str | Path) -> int:
@@ -297,7 +322,14 @@ def restore_checkpoint(model: keras.Model, path: str | Path) -> int:
     Returns:
         The optimizer's step count, from which the finished epochs follow.
     """
-    saved = keras.saving.load_model(path, compile=True, safe_mode=True)
+    try:
+        saved = keras.saving.load_model(path, compile=True, safe_mode=True)
+    except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError) as error:
+        raise ValueError(
+            f"{path} cannot be resumed from: it is damaged ({type(error).__name__}: {error}); "
+            "start this run afresh (`pspseg train --no-resume`, resume=False), or train into a "
+            "new folder"
+        ) from error
     if [w.shape for w in saved.weights] != [w.shape for w in model.weights]:
         raise ValueError(
             f"{path} holds a different network ({saved.name}, {len(saved.weights)} weights) from "
@@ -545,7 +577,7 @@ def fit(
     plan_path = run_dir / "schedule.json"  # the epochs a run fitted to its time budget
     if not resuming:
         plan_path.unlink(missing_ok=True)
-    epochs = json.loads(plan_path.read_text())["epochs"] if plan_path.exists() else config.epochs
+    epochs = read_json(plan_path)["epochs"] if plan_path.exists() else config.epochs
     learning_rate = _schedule(config, steps * epochs)
     compile_model(model, config, learning_rate=learning_rate)
 
@@ -591,7 +623,7 @@ def fit(
         averaging.append(PreciseBatchNorm(statistics_batches))
     monitor = "val_dice" if val_stream is not None else "dice"
     best_path = run_dir / "best.json"
-    best = json.loads(best_path.read_text()).get(monitor) if resume and best_path.exists() else None
+    best = read_json(best_path).get(monitor) if resume and best_path.exists() else None
     # The log row first, then the checkpoint: a row whose checkpoint never landed is trimmed on
     # resume, while a checkpoint is never left without its row.
     callbacks: list[keras.callbacks.Callback] = [
@@ -655,13 +687,62 @@ def fit(
 
 def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, str]:
     """(TrainConfig, data folder) recorded in RUN_DIR/config.json."""
-    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    saved = read_json(Path(run_dir) / "config.json")
     return TrainConfig(**{**FIELDS_BEFORE_THEY_EXISTED, **saved["config"]}), saved["data_dir"]
 
 
 def load_split(run_dir: str | Path) -> dict[str, list[str]]:
     """Patient ids of train / val / test recorded in RUN_DIR/split.json."""
-    return json.loads((Path(run_dir) / "split.json").read_text())
+    return read_json(Path(run_dir) / "split.json")
+
+
+# Settings a resumed run may change: how long it trains, and how its steps run.
+CHANGEABLE_ON_RESUME = {
+    "epochs",
+    "time_budget_minutes",
+    "run_eagerly",
+    "jit_compile",
+    "tensorboard",
+}
+
+
+def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
+    """Raise ValueError, naming each setting, if `config` differs from the run's config.json in
+    anything but CHANGEABLE_ON_RESUME (fields that config.json predates are not compared), and
+    say so when schedule.json holds the run at another length than `config.epochs` asks."""
+    written = read_json(run_dir / "config.json")["config"]
+    asked = dataclasses.asdict(config)
+    differing = [
+        f"{name} {written[name]!r} (asked: {asked[name]!r})"
+        for name in sorted(written)
+        if name in asked and name not in CHANGEABLE_ON_RESUME and asked[name] != written[name]
+    ]
+    if differing:
+        raise ValueError(
+            f"{run_dir} was trained with other settings: {', '.join(differing)}. Resume with "
+            "the same settings, or start afresh (`pspseg train --no-resume`, resume=False) or "
+            "in another folder"
+        )
+    plan = run_dir / "schedule.json"
+    if plan.exists() and config.epochs != written.get("epochs", config.epochs):
+        print(f"Note: {plan} holds this run at {read_json(plan)['epochs']} epochs, fitted to "
+              f"its time budget; epochs={config.epochs} does not change that (delete "
+              "schedule.json to plan again).")  # fmt: skip
+
+
+def _check_same_patients(run_dir: Path, split: dict, records, data_dir) -> None:
+    """Raise ValueError if `records` (from `data_dir`) are not the patients of the run's split:
+    resuming on other data would silently train on it."""
+    recorded = {patient for subset in split.values() for patient in subset}
+    found = {record.patient_id for record in records}
+    if recorded != found:
+        missing, new = sorted(recorded - found), sorted(found - recorded)
+        raise ValueError(
+            f"{data_dir} is not the data {run_dir} was trained on: {len(missing)} of its "
+            f"patients are missing (e.g. {missing[:3]}) and {len(new)} are new (e.g. {new[:3]}). "
+            "Resume with the run's own data, or start afresh (`pspseg train --no-resume`, "
+            "resume=False) or in another folder"
+        )
 
 
 def train(
@@ -675,22 +756,32 @@ def train(
     """Train a PSPNet on a dataset folder with a patient-level split, into `run_dir`.
 
     On resume the run's own config.json and split.json are used (so the held-out patients never
-    change), except `epochs` and `time_budget_minutes`, which may be raised to train longer;
-    a run that fitted its length to its time budget keeps that length (RUN_DIR/schedule.json;
-    delete it to plan again).
+    change). A `config` that differs from it in more than CHANGEABLE_ON_RESUME (`epochs` and
+    `time_budget_minutes`, which may be raised to train longer, and how steps run), or data
+    with other patients, is refused. A run that fitted its length to its time budget keeps that
+    length (RUN_DIR/schedule.json; delete it to plan again). The run folder is locked while
+    training (`runlock`): a second training into it is refused.
 
     Returns:
         TrainResult with the trained model (the last epoch's weights) and the Keras history.
+
+    Raises:
+        ValueError: a resume with other settings or other data, or a damaged checkpoint (each
+            message names `--no-resume`).
+        runlock.RunFolderBusy: another process is training into `run_dir`.
     """
     run_dir = Path(run_dir)
-    config = config or default_config()
     resuming = resume and (run_dir / "last.keras").exists() and (run_dir / "config.json").exists()
     if resuming:
         saved, _ = load_run_config(run_dir)
+        if config is not None:
+            _check_resumable(run_dir, config)
+        asked = config or saved
         config = dataclasses.replace(
-            saved, epochs=config.epochs, time_budget_minutes=config.time_budget_minutes
+            saved, **{name: getattr(asked, name) for name in CHANGEABLE_ON_RESUME}
         )
         split = load_split(run_dir)
+    config = config or default_config()
     channels = 3 * len(data.context_offsets(config.context_slices))  # 3 sequences per slice
     precision = choose_precision(config.precision)
     print(f"Training {config.backbone} PSPNet at {config.image_size}px in {precision}.")
@@ -711,39 +802,47 @@ def train(
         )
         mask_labels = max(2, config.num_classes)  # num_classes 1: a sigmoid, tumour or not
         records = data.find_slices(data_dir, num_classes=mask_labels, progress=progress)
-        if not resuming:
+        if resuming:
+            _check_same_patients(run_dir, split, records, data_dir)
+        else:
             split = data.split_patients(
                 records,
                 val_fraction=config.val_fraction,
                 test_fraction=config.test_fraction,
                 seed=config.seed,
             )
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json_atomically(
-                run_dir / "config.json",
-                {"config": dataclasses.asdict(config), "data_dir": str(Path(data_dir).resolve())},
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # Held until training ends: a second training into this folder is refused, not mixed in.
+        with runlock.hold_run_folder(run_dir):
+            if not resuming:
+                _write_json_atomically(
+                    run_dir / "config.json",
+                    {
+                        "config": dataclasses.asdict(config),
+                        "data_dir": str(Path(data_dir).resolve()),
+                    },
+                )
+                _write_json_atomically(run_dir / "split.json", split)
+            arrays = {
+                subset: data.load_arrays(
+                    data.select_patients(records, split[subset]),
+                    image_size=config.image_size,
+                    context_slices=config.context_slices,
+                    num_classes=mask_labels,
+                    progress=progress,
+                )
+                for subset in ("train", "val")
+                if split[subset]
+            }
+            return fit(
+                model,
+                _oversample(*arrays["train"], config.tumour_oversampling, config.seed),
+                arrays.get("val"),
+                run_dir=run_dir,
+                config=config,
+                resume=resume,
+                verbose="auto" if progress else 2,
             )
-            _write_json_atomically(run_dir / "split.json", split)
-        arrays = {
-            subset: data.load_arrays(
-                data.select_patients(records, split[subset]),
-                image_size=config.image_size,
-                context_slices=config.context_slices,
-                num_classes=mask_labels,
-                progress=progress,
-            )
-            for subset in ("train", "val")
-            if split[subset]
-        }
-        return fit(
-            model,
-            _oversample(*arrays["train"], config.tumour_oversampling, config.seed),
-            arrays.get("val"),
-            run_dir=run_dir,
-            config=config,
-            resume=resume,
-            verbose="auto" if progress else 2,
-        )
 
 
 def _oversample(images, masks, factor: float, seed: int):

@@ -20,6 +20,20 @@ from pspseg_utils import data  # noqa: E402
 from pspseg_utils.models import backbones  # noqa: E402
 from pspseg_utils.synthetic import generate_dataset  # noqa: E402
 
+# TrainConfig settings of a run that takes seconds on the tiny dataset (eager: tracing the graph
+# costs more than these few steps); tests import it as `from conftest import TINY_TRAINING`.
+TINY_TRAINING = dict(
+    run_eagerly=True,
+    image_size=48,
+    head_channels=8,
+    batch_size=4,
+    steps_per_epoch=1,
+    epochs=1,
+    precision="float32",
+    val_fraction=0.2,
+    test_fraction=0.2,
+)
+
 TINY_PATIENTS = 6
 TINY_IMAGE_SIZE = 64
 TINY_SLICES_PER_PATIENT = (6, 8)

@@ -200,3 +200,81 @@ def test_train_at_a_size_the_network_cannot_take(tiny_kaggle_dir, tmp_path, caps
     argv = ["train", "--data", str(tiny_kaggle_dir), "--out", str(run), "--quick"]
     _fails([*argv, "--image-size", "100"], capsys, 2, "got 100")
     assert not run.exists()
+
+
+# Operating-system faults and interruptions: one line with the file and the fix, never a traceback
+
+
+def _predict_first_patient(model, data_dir, out) -> list[str]:
+    patient = sorted(p for p in data_dir.iterdir() if p.is_dir())[0]
+    return ["predict", "--model", str(model), str(patient), "--out", str(out)]
+
+
+def test_predict_on_a_full_disk_fails_naming_the_file(
+    tiny_kaggle_dir, tmp_path, capsys, monkeypatch
+):
+    inputs = keras.Input((48, 48, 3))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)).save(
+        tmp_path / "model.keras"
+    )
+    real = type(tmp_path).write_bytes
+
+    def full_disk(self, content):
+        if self.name.startswith(".") and self.name.endswith(".png.tmp"):
+            raise OSError(28, "No space left on device", str(self))
+        return real(self, content)
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", full_disk)
+    argv = _predict_first_patient(tmp_path / "model.keras", tiny_kaggle_dir, tmp_path / "P")
+    _fails(argv, capsys, 1, f"could not write {tmp_path / 'P' / 'masks'}", "the disk is full")
+    assert list((tmp_path / "P" / "masks").iterdir()) == []
+
+
+def test_predict_with_a_classifier_says_what_the_model_is(tiny_kaggle_dir, tmp_path, capsys):
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    keras.Model(inputs, keras.layers.Dense(10)(pooled)).save(tmp_path / "classifier.keras")
+    argv = _predict_first_patient(tmp_path / "classifier.keras", tiny_kaggle_dir, tmp_path / "P")
+    _fails(argv, capsys, 2, "is not a segmentation model", "gives (None, 10)")
+
+
+def test_prepare_into_a_file_fails_in_one_line(tiny_kaggle_dir, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    argv = ["prepare", str(tiny_kaggle_dir), str(tmp_path / "taken")]
+    _fails(argv, capsys, 1, str(tmp_path / "taken"), "check the path")
+
+
+def test_evaluate_checks_its_output_before_scoring(tiny_kaggle_dir, tmp_path, capsys, monkeypatch):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    monkeypatch.setattr(cli.data, "find_slices", lambda *a, **k: pytest.fail("scored first"))
+    argv = ["evaluate", "--model", str(tmp_path), "--data", str(tiny_kaggle_dir), "--split", "all",
+            "--out", str(tmp_path / "taken" / "slices.csv")]  # fmt: skip
+    _fails(argv, capsys, 2, f"could not write {tmp_path / 'taken' / 'slices.csv'}", "a file stands")
+
+
+def test_ctrl_c_during_training_says_how_to_resume(tiny_kaggle_dir, tmp_path, capsys, monkeypatch):
+    from pspseg_utils import training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    argv = ["train", "--data", str(tiny_kaggle_dir), "--out", str(tmp_path / "R"), "--quick"]
+    _fails(argv, capsys, 130, "Interrupted. Run the same command to resume.")
+
+
+@pytest.mark.parametrize("threshold", ["0", "1.5", "half"])
+def test_a_threshold_out_of_range_is_refused_before_the_model_loads(tmp_path, capsys, threshold):
+    argv = [
+        "predict",
+        "--model",
+        str(tmp_path / "missing.keras"),
+        str(tmp_path),
+        "--threshold",
+        threshold,
+    ]
+    with pytest.raises(SystemExit) as raised:
+        cli.main(argv)
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "--threshold" in err and "between 0 and 1" in err and "missing.keras" not in err

@@ -4,20 +4,9 @@ lesson falls back on when lesson 03's is missing, without starting a long run un
 from __future__ import annotations
 
 import pytest
+from conftest import TINY_TRAINING as TINY
 
 from pspseg_utils import __version__, course, training
-
-TINY = dict(
-    run_eagerly=True,
-    image_size=48,
-    head_channels=8,
-    batch_size=4,
-    steps_per_epoch=1,
-    epochs=1,
-    precision="float32",
-    val_fraction=0.2,
-    test_fraction=0.2,
-)
 
 
 def test_the_install_source_is_the_release_tag_of_the_package_version():
