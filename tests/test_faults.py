@@ -281,3 +281,19 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file(trained_run, tmp_pat
     with pytest.raises(OSError):
         training.save_atomically(model, tmp_path / "last.keras")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_cached_imagenet_weights_say_which_file_to_delete(tmp_path, monkeypatch, offline):
+    from pspseg_utils.models import backbones
+
+    cache = tmp_path / "keras_home" / "models"
+    cache.mkdir(parents=True)
+    (cache / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"\x89HDF half")
+
+    def no_download(*args, **kwargs):  # what an offline machine answers, at once
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_download)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", no_download)
+    with pytest.raises(ValueError, match="could not be loaded .* Delete .*vgg16_weights_tf_dim"):
+        backbones.build_backbone("vgg16", input_shape=(64, 64, 3), weights="imagenet")

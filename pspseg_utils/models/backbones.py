@@ -118,10 +118,14 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+def _weights_cache() -> Path:
+    """Where keras.utils.get_file caches downloaded weights."""
+    return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
+
+
 def _check_weights_reachable(backbone: str, prefix: str, timeout: float = 3.0) -> None:
     """Fail fast, with the fix, when ImageNet weights are neither cached nor downloadable."""
-    # Where keras.utils.get_file caches downloads.
-    cache = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
+    cache = _weights_cache()
     if any(cache.glob(f"{prefix}*")):
         return
     try:
@@ -163,7 +167,8 @@ def build_backbone(
         `skip=True` the stride-4 features (B, H/4, W/4, F'') come first in that list.
 
     Raises:
-        ValueError: unknown name or output stride.
+        ValueError: unknown name or output stride, or cached ImageNet weights that are damaged
+            and cannot be downloaded again (the message says which file to delete).
         ConnectionError: ImageNet weights asked for but neither cached nor downloadable.
     """
     if name not in BACKBONES:
@@ -178,7 +183,20 @@ def build_backbone(
     with warnings.catch_warnings():
         # Slices with their neighbours have 9 or more channels by design, not by mistake.
         warnings.filterwarnings("ignore", message="This model usually expects 1 or 3 input")
-        original = spec.factory(include_top=False, weights=weights, input_shape=input_shape)
+        try:
+            original = spec.factory(include_top=False, weights=weights, input_shape=input_shape)
+        # Keras re-downloads a cached file whose hash is wrong, and raises a bare Exception when
+        # it cannot (offline); a file it cannot read raises OSError or ValueError.
+        except Exception as error:  # noqa: BLE001
+            if weights is None:
+                raise
+            cache = _weights_cache()
+            raise ValueError(
+                f"The ImageNet weights of {name} in {cache} could not be loaded ({error}); the "
+                f"cached file is damaged, e.g. by an interrupted download. Delete "
+                f"{cache}/{spec.weights_prefix}* and retry online, or train from scratch "
+                "(`pspseg train --weights none`, backbone_weights=None)"
+            ) from error
     config = copy.deepcopy(original.get_config())
     spec.dilate(config, output_stride)
     for layer in config["layers"]:
