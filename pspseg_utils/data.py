@@ -43,6 +43,7 @@ __all__ = [
     "read_image",
     "read_slice",
     "read_mask",
+    "write_file",
     "write_image",
     "write_failure",
     "context_offsets",
@@ -175,32 +176,39 @@ def write_failure(error: OSError, path: str | Path) -> str:
     return f"could not write {path}: {why}"
 
 
-def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write `image` to `path` (format from its suffix; a 3-channel image is taken as BGR, as
-    OpenCV does), whole or not at all.
-
-    It is encoded in memory, written to a hidden file beside `path` and renamed over it, so a
-    full disk or a read-only folder never leaves a partial or empty file at `path`.
+def write_file(path: str | Path, content: bytes) -> Path:
+    """Write `content` to `path` whole or not at all: to a hidden file beside it, then renamed
+    over it, so a full disk or a read-only folder never leaves a partial or empty file there.
 
     Raises:
         OSError: the file could not be written; the message names it and the fix.
-        ValueError: OpenCV cannot encode this image in that format.
     """
     path = Path(path)
-    encoded, buffer = cv2.imencode(path.suffix, image)
-    if not encoded:
-        raise ValueError(
-            f"{path}: cannot encode a {image.dtype} {image.shape} image as such a file"
-        )
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        temporary.write_bytes(buffer.tobytes())
+        temporary.write_bytes(content)
         os.replace(temporary, path)
     except OSError as error:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
         raise OSError(error.errno, write_failure(error, path)) from error
     return path
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write `image` to `path` (format from its suffix; a 3-channel image is taken as BGR, as
+    OpenCV does), whole or not at all (`write_file`).
+
+    Raises:
+        OSError: the file could not be written; the message names it and the fix.
+        ValueError: OpenCV cannot encode this image in that format.
+    """
+    encoded, buffer = cv2.imencode(Path(path).suffix, image)
+    if not encoded:
+        raise ValueError(
+            f"{path}: cannot encode a {image.dtype} {image.shape} image as such a file"
+        )
+    return write_file(path, buffer.tobytes())
 
 
 def context_offsets(context_slices: int) -> list[int]:

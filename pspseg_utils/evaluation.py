@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,13 +177,14 @@ def _volume(patient: str, masks: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
-    """Write a list of same-keyed dicts as CSV, creating the folder."""
+    """Write a list of same-keyed dicts as CSV, creating the folder; whole or not at all
+    (`data.write_file`)."""
     if not rows:
         raise ValueError(f"nothing to write to {path}: no rows")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return data.write_file(path, text.getvalue().encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pspseg_utils import inference
+from pspseg_utils.training import save_atomically
 
 __all__ = ["export", "folder_size"]
 
@@ -36,6 +37,6 @@ def export(model_path: str | Path, out_dir: str | Path) -> dict[str, int]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras_path, saved_path = out_dir / "model.keras", out_dir / "saved_model"
-    model.save(keras_path)  # loaded with compile=False: no optimizer state travels
+    save_atomically(model, keras_path)  # loaded with compile=False: no optimizer state travels
     model.export(str(saved_path), format="tf_saved_model", verbose=False)
     return {"model.keras": folder_size(keras_path), "saved_model": folder_size(saved_path)}
