@@ -28,6 +28,7 @@ import os
 import re
 import socket
 import threading
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
     "read_image",
     "read_slice",
     "read_mask",
+    "archive_damage",
     "write_file",
     "write_image",
     "write_failure",
@@ -174,6 +176,18 @@ def write_failure(error: OSError, path: str | Path) -> str:
     }
     why = fixes.get(error.errno, error.strerror or str(error))
     return f"could not write {path}: {why}"
+
+
+def archive_damage(path: str | Path) -> str | None:
+    """Why the zip archive at `path` (a `.keras` file is one) is damaged, or None if it is whole:
+    every member's checksum is verified, since Keras 3.13 loads a file with flipped bits
+    without a word."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        return f"{type(error).__name__}: {error}"
+    return f"{bad} fails its checksum" if bad else None
 
 
 def write_file(path: str | Path, content: bytes) -> Path:

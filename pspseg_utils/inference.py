@@ -59,8 +59,9 @@ def load_model(path: str | Path) -> keras.Model:
         f"{path} is not a complete .keras file ({path.stat().st_size} bytes): it was cut short "
         "or damaged, e.g. by an interrupted copy or a full disk; copy or export it again"
     )
-    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
-        raise ValueError(damaged)
+    damage = data.archive_damage(path)
+    if damage:
+        raise ValueError(f"{damaged} ({damage})")
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except (zipfile.BadZipFile, EOFError, KeyError, OSError) as error:

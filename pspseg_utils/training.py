@@ -323,12 +323,14 @@ def restore_checkpoint(model: keras.Model, path: str | Path) -> int:
         The optimizer's step count, from which the finished epochs follow.
     """
     try:
+        damage = data.archive_damage(path)
+        if damage:
+            raise ValueError(damage)
         saved = keras.saving.load_model(path, compile=True, safe_mode=True)
     except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError) as error:
         raise ValueError(
-            f"{path} cannot be resumed from: it is damaged ({type(error).__name__}: {error}); "
-            "start this run afresh (`pspseg train --no-resume`, resume=False), or train into a "
-            "new folder"
+            f"{path} cannot be resumed from: it is damaged ({error}); start this run afresh "
+            "(`pspseg train --no-resume`, resume=False), or train into a new folder"
         ) from error
     if [w.shape for w in saved.weights] != [w.shape for w in model.weights]:
         raise ValueError(
