@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from pspseg_utils import data, losses, metrics, models  # noqa: F401 - registers custom objects
+from pspseg_utils import data, losses, metrics, models, rules  # noqa: F401 - registers custom objects
 
 __all__ = [
     "as_image_list",
@@ -32,8 +32,6 @@ __all__ = [
     "predict_files",
     "predict_dir",
 ]
-
-OVERLAY_COLOUR = (255, 60, 60)
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -79,7 +77,7 @@ def check_segmentation_model(model: keras.Model, source: str | Path = "the model
         "with neighbouring slices, and gives (batch, height, width, classes)"
     )
     inputs, output = model.inputs[0].shape, model.outputs[0].shape
-    if len(model.inputs) != 1 or len(inputs) != 4 or inputs[3] is None or inputs[3] % 6 != 3:
+    if len(model.inputs) != 1 or len(inputs) != 4 or rules.context_slices_for(inputs[3]) is None:
         raise ValueError(f"{source} is not a segmentation model for these scans: {found}; {wanted}")
     if len(output) != 4 or tuple(output[1:3]) != tuple(inputs[1:3]):
         raise ValueError(f"{source} is not a segmentation model: {found}; {wanted}")
@@ -93,13 +91,13 @@ def check_segmentation_model(model: keras.Model, source: str | Path = "the model
 def mask_labels_of(model: keras.Model) -> int:
     """How many labels its masks hold: the classes of a softmax output, 2 for a sigmoid one
     (tumour or not); what `data.read_mask`'s `num_classes` takes."""
-    return max(2, model.outputs[0].shape[-1])
+    return rules.mask_labels(model.outputs[0].shape[-1])
 
 
 def context_slices_of(model: keras.Model) -> int:
     """How many neighbouring slices on each side the model takes with each slice: its input has
     3 (1 + 2c) channels (see `data.load_arrays`); 0 for a model of single slices."""
-    return (model.input_shape[-1] // 3 - 1) // 2
+    return rules.context_slices_for(model.input_shape[-1])
 
 
 def as_image_list(inputs, *, context_slices: int = 0) -> tuple[list[np.ndarray], bool]:
@@ -168,7 +166,7 @@ def _channels_message(shape: tuple, context_slices: int) -> str:
         return f"each image must be (H, W, 3), got {shape}"
     return (
         f"this model takes each slice with its {context_slices} neighbour(s) on each side: "
-        f"images (H, W, {3 * (1 + 2 * context_slices)}), got {shape}; pass file paths "
+        f"images (H, W, {rules.channels_for(context_slices)}), got {shape}; pass file paths "
         "(neighbours are found by name), or read them with "
         f"pspseg_utils.data.read_slice(path, context_slices={context_slices})"
     )
@@ -248,7 +246,7 @@ def overlay(
     image: np.ndarray,
     mask: np.ndarray,
     *,
-    colour=OVERLAY_COLOUR,
+    colour=rules.PREDICTION_COLOUR,
     alpha: float = 0.35,
     outline: bool = True,
 ) -> np.ndarray:

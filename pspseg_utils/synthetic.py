@@ -40,9 +40,10 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["CHANNELS", "SITES", "generate_dataset", "patient_folder_name", "synthesize_patient"]
+from pspseg_utils.rules import SEQUENCES
 
-CHANNELS = ("pre-contrast", "FLAIR", "post-contrast")
+__all__ = ["SITES", "generate_dataset", "patient_folder_name", "synthesize_patient"]
+
 SITES = ("AA", "BB", "CC")
 SCAN_DATE = "20000101"
 CSV_COLUMNS = ("Patient", "site", "slices", "tumour_slices")
@@ -63,7 +64,7 @@ TISSUE_INTENSITY = {
 }
 # Relative change of non-tumour FLAIR lesions per channel: bright on FLAIR, a bit dark on T1.
 LESION_EFFECT = (-0.1, 1.0, -0.05)
-POST = CHANNELS.index("post-contrast")
+POST = SEQUENCES.index("post-contrast")
 # libtiff's COMPRESSION_PACKBITS; OpenCV only names the constant from 4.9 on.
 TIFF_OPTIONS = (cv2.IMWRITE_TIFF_COMPRESSION, 32773)
 # Pixels rendered per chunk: small enough for the float32 working arrays to stay in cache.
@@ -394,7 +395,7 @@ def _plan_scanner(rng: np.random.Generator) -> _Scanner:
     for name, intensity in TISSUE_INTENSITY.items():
         jittered = np.asarray(intensity) * rng.uniform(0.95, 1.05, 3)
         tissue[name] = (255.0 * (jittered / 255.0) ** gamma * gain).astype(np.float32)
-    bias = tuple(tuple(float(c) for c in rng.uniform(-0.12, 0.12, 5)) for _ in CHANNELS)
+    bias = tuple(tuple(float(c) for c in rng.uniform(-0.12, 0.12, 5)) for _ in SEQUENCES)
     return _Scanner(tissue, bias, tuple(float(s) for s in rng.uniform(2.0, 5.0, 3)))
 
 

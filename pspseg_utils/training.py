@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pspseg_utils import data, recipes, runlock
+from pspseg_utils import data, recipes, rules, runlock
 from pspseg_utils.losses import get_loss
 from pspseg_utils.metrics import DiceCoefficient, IoUCoefficient
 from pspseg_utils.models import build_pspnet
@@ -784,7 +784,7 @@ def train(
         )
         split = load_split(run_dir)
     config = config or default_config()
-    channels = 3 * len(data.context_offsets(config.context_slices))  # 3 sequences per slice
+    channels = rules.channels_for(config.context_slices)
     precision = choose_precision(config.precision)
     print(f"Training {config.backbone} PSPNet at {config.image_size}px in {precision}.")
     keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
@@ -802,7 +802,7 @@ def train(
             skip_channels=config.skip_channels or None,
             backbone_weights=config.backbone_weights,
         )
-        mask_labels = max(2, config.num_classes)  # num_classes 1: a sigmoid, tumour or not
+        mask_labels = rules.mask_labels(config.num_classes)
         records = data.find_slices(data_dir, num_classes=mask_labels, progress=progress)
         if resuming:
             _check_same_patients(run_dir, split, records, data_dir)
@@ -895,7 +895,7 @@ def train_article(
         warnings.warn(f"model.train ignores {sorted(ignored)} on Keras 3.", stacklevel=3)
     if validate and (val_images is None or val_annotations is None):
         raise ValueError("validate=True needs val_images and val_annotations")
-    num_classes = max(2, model.num_classes)
+    num_classes = rules.mask_labels(model.num_classes)
     height, width = model.input_shape[1:3]  # the article's default model is 384 x 576
 
     def arrays(images_dir, masks_dir):

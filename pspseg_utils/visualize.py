@@ -12,11 +12,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pspseg_utils import data
+from pspseg_utils import data, rules
 from pspseg_utils.inference import overlay
 
 __all__ = [
-    "CHANNEL_NAMES",
     "show_channels",
     "show_prediction",
     "show_article_figure",
@@ -26,9 +25,6 @@ __all__ = [
     "plot_patient_scores",
     "slice_browser",
 ]
-
-CHANNEL_NAMES = ("pre-contrast", "FLAIR", "post-contrast")
-TRUTH_COLOUR, PREDICTION_COLOUR = (60, 220, 60), (255, 60, 60)
 
 
 def _panel(axis, image, title, cmap=None):
@@ -41,11 +37,13 @@ def show_channels(image: np.ndarray, mask: np.ndarray | None = None, *, title: s
     """The three MRI channels side by side, then the mask and the overlay if a mask is given."""
     panels = 3 + (2 if mask is not None else 0)
     figure, axes = plt.subplots(1, panels, figsize=(2.6 * panels, 2.9))
-    for axis, channel, name in zip(axes, range(3), CHANNEL_NAMES, strict=False):
+    for axis, channel, name in zip(axes, range(3), rules.SEQUENCES, strict=False):
         _panel(axis, image[..., channel], name, cmap="gray")
     if mask is not None:
         _panel(axes[3], (mask > 0).astype(np.uint8) * 255, "tumour mask", cmap="gray")
-        _panel(axes[4], overlay(image, mask, colour=TRUTH_COLOUR), "overlay (RGB = 3 channels)")
+        _panel(
+            axes[4], overlay(image, mask, colour=rules.TRUTH_COLOUR), "overlay (RGB = 3 channels)"
+        )
     figure.suptitle(title or "One slice, three MRI sequences")
     figure.tight_layout()
     return figure
@@ -57,8 +55,8 @@ def show_prediction(image, truth, prediction, *, title: str = "", dice: float | 
     _panel(axes[0], image[..., 1], "scan (FLAIR)", cmap="gray")
     _panel(axes[1], (truth > 0).astype(np.uint8) * 255, "true mask", cmap="gray")
     _panel(axes[2], (prediction > 0).astype(np.uint8) * 255, "predicted mask", cmap="gray")
-    both = overlay(overlay(image, truth, colour=TRUTH_COLOUR, alpha=0.0), prediction,
-                   colour=PREDICTION_COLOUR, alpha=0.25)  # fmt: skip
+    both = overlay(overlay(image, truth, colour=rules.TRUTH_COLOUR, alpha=0.0), prediction,
+                   colour=rules.PREDICTION_COLOUR, alpha=0.25)  # fmt: skip
     _panel(axes[3], both, "overlay: truth green, prediction red")
     suffix = f" (Dice {dice:.2f})" if dice is not None else ""
     figure.suptitle((title or "Prediction") + suffix)
@@ -84,7 +82,7 @@ def show_augmentations(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]
         zip(np.atleast_1d(axes), images, masks, strict=True)
     ):
         shown = np.clip(image, 0, 255).astype(np.uint8)
-        _panel(axis, overlay(shown, mask, colour=TRUTH_COLOUR, alpha=0.0),
+        _panel(axis, overlay(shown, mask, colour=rules.TRUTH_COLOUR, alpha=0.0),
                "original" if index == 0 else f"augmented #{index}")  # fmt: skip
     figure.suptitle(title or "Augmentation: flip, rotation, scale, intensity, missing sequence")
     figure.tight_layout()

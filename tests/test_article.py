@@ -9,21 +9,17 @@ is downloaded.
 
 from __future__ import annotations
 
-import os
+import csv
+import json
+import shutil
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import cv2
+import keras
+import numpy as np
+import pytest
 
-import csv  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import pspseg_utils  # noqa: E402
-from pspseg_utils.models import PSPNet  # noqa: E402
+import pspseg_utils
+from pspseg_utils.models import PSPNet
 
 SIZE = 48
 OFFLINE_WARNING = "ignore:.*Continuing with random initial weights:UserWarning"

@@ -4,20 +4,16 @@
 
 from __future__ import annotations
 
-import os
+import csv
+import json
+import shutil
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import cv2
+import keras
+import numpy as np
+import pytest
 
-import csv  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from pspseg_utils import cli, data  # noqa: E402
+from pspseg_utils import cli, data
 
 SUMMARY_KEYS = {"patients", "slices", "patient_dice_mean", "patient_dice_median", "slice_dice_mean"}
 RUN_FILES = ("config.json", "split.json", "last.keras", "best.keras", "best.json", "log.csv")

@@ -7,20 +7,16 @@ The expected numbers are computed independently from the masks on disk.
 
 from __future__ import annotations
 
-import os
+import csv
+import math
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import cv2
+import keras
+import numpy as np
+import pytest
 
-import csv  # noqa: E402
-import math  # noqa: E402
-
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from pspseg_utils import data, evaluation  # noqa: E402
-from pspseg_utils.evaluation import score_patient, score_slice  # noqa: E402
+from pspseg_utils import data, evaluation
+from pspseg_utils.evaluation import score_patient, score_slice
 
 NAN = float("nan")
 SLICE_KEYS = {

@@ -4,20 +4,17 @@ SavedModel serves, both giving the same output as the model that was exported.""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import textwrap  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from pspseg_utils import export  # noqa: E402
-from pspseg_utils.models import build_pspnet  # noqa: E402
+from pspseg_utils import export
+from pspseg_utils.models import build_pspnet
 
 SIZE = 48
 

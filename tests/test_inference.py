@@ -7,17 +7,13 @@ checks shapes, types and resizing on the real network.
 
 from __future__ import annotations
 
-import os
+import cv2
+import keras
+import numpy as np
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from pspseg_utils import data, inference  # noqa: E402
-from pspseg_utils.models import build_pspnet  # noqa: E402
+from pspseg_utils import data, inference, rules
+from pspseg_utils.models import build_pspnet
 
 SIZE = 48  # the models' input side; images of other sizes are resized to it and back
 
@@ -379,7 +375,7 @@ def test_overlay_outline_is_drawn_on_the_mask_border():
     interior = np.zeros((6, 6), bool)
     interior[2:4, 2:4] = True
     border = inside & ~interior  # the 12-pixel ring of the square
-    np.testing.assert_array_equal(shown[border], np.tile(inference.OVERLAY_COLOUR, (12, 1)))
+    np.testing.assert_array_equal(shown[border], np.tile(rules.PREDICTION_COLOUR, (12, 1)))
     np.testing.assert_array_equal(shown[interior], np.tile([177, 80, 80], (4, 1)))
     np.testing.assert_array_equal(shown[~inside], image[~inside])
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import keras
+import numpy as np
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from pspseg_utils.models.layers import (  # noqa: E402
+from pspseg_utils.models.layers import (
     AdaptiveAveragePooling,
     FusedBatchNormalization,
     SliceStandardization,

@@ -8,21 +8,18 @@ The ResNet50 cases are marked slow: `pytest -m "not slow"` leaves them out.
 from __future__ import annotations
 
 import os
+import re
+import socket
+import time
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import re  # noqa: E402
-import socket  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from pspseg_utils.losses import get_loss  # noqa: E402
-from pspseg_utils.models import (  # noqa: E402
+from pspseg_utils.losses import get_loss
+from pspseg_utils.models import (
     BACKBONES,
     AdaptiveAveragePooling,
     PSPNet,
@@ -30,9 +27,9 @@ from pspseg_utils.models import (  # noqa: E402
     pyramid_pooling_module,
     vgg_pspnet,
 )
-from pspseg_utils.models import backbones as backbones_module  # noqa: E402
-from pspseg_utils.models.layers import FusedBatchNormalization  # noqa: E402
-from pspseg_utils.models.pspnet import check_input_shape  # noqa: E402
+from pspseg_utils.models import backbones as backbones_module
+from pspseg_utils.models.layers import FusedBatchNormalization
+from pspseg_utils.models.pspnet import check_input_shape
 
 HEIGHT, WIDTH = 48, 64
 BINS = (1, 2, 3, 6)

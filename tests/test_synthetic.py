@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
+from pspseg_utils.rules import SEQUENCES
 from pspseg_utils.synthetic import (
-    CHANNELS,
     generate_dataset,
     patient_folder_name,
     synthesize_patient,
 )
 
 SMALL = {"image_size": 64, "slices_per_patient": (6, 10), "progress": False}
-FLAIR = CHANNELS.index("FLAIR")
+FLAIR = SEQUENCES.index("FLAIR")
 
 
 def read_image(path) -> np.ndarray:

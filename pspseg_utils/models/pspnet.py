@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers, ops
 
+from pspseg_utils import rules
 from pspseg_utils.models.backbones import BACKBONES, BATCH_NORM_MOMENTUM, build_backbone
 from pspseg_utils.models.layers import (
     AdaptiveAveragePooling,
@@ -50,7 +51,7 @@ def check_input_shape(input_shape: Sequence[int], *, output_stride: int, bins: S
     Height and width must be multiples of the output stride (so features align with pixels),
     and the feature map must be at least as large as the largest bin.
     """
-    if len(input_shape) != 3 or input_shape[2] % 6 != 3:  # 3 (1 + 2c): 3, 9, 15, ...
+    if len(input_shape) != 3 or rules.context_slices_for(input_shape[2]) is None:
         raise ValueError(
             f"input_shape must be (height, width, 3), or 9, 15, ... channels for a slice with "
             f"its neighbours, got {tuple(input_shape)!r}; MRI slices here have 3 channels "
@@ -275,7 +276,7 @@ class PSPNet(keras.Model):
     # The article's attribute names.
     @property
     def n_classes(self) -> int:
-        return max(2, self.num_classes)
+        return rules.mask_labels(self.num_classes)
 
     @property
     def input_height(self) -> int:
