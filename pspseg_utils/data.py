@@ -57,6 +57,7 @@ __all__ = [
     "detect_layout",
     "summarize",
     "split_patients",
+    "patient_folds",
     "select_patients",
     "load_arrays",
     "make_dataset",
@@ -611,6 +612,36 @@ def split_patients(
         subsets[name] = sorted(ranked[i] for i in chosen)
     subsets["train"] = sorted(ranked[i] for i in range(len(ranked)) if i not in taken)
     return subsets
+
+
+def patient_folds(
+    records: Iterable[SliceRecord], *, folds: int = 5, seed: int = 0
+) -> list[list[str]]:
+    """Partition the patients into `folds` cross-validation folds, stratified by tumour burden.
+
+    Patients are ranked by total tumour pixels (ties broken by a seeded shuffle) and dealt out
+    in consecutive groups of `folds`, one to each fold in a seeded order: every patient is in
+    exactly one fold, the fold sizes differ by at most one, and each holds small and large
+    tumours alike. Example: 10 patients, 5 folds -> each fold has one of the 5 smallest and one
+    of the 5 largest.
+
+    Raises:
+        ValueError: fewer than 2 folds, or fewer patients than folds.
+    """
+    burden: dict[str, int] = {}
+    for record in records:
+        burden[record.patient_id] = burden.get(record.patient_id, 0) + record.tumour_pixels
+    if folds < 2 or len(burden) < folds:
+        raise ValueError(f"need 2 <= folds <= patients, got {folds} folds of {len(burden)}")
+    rng = np.random.default_rng(seed)
+    patients = sorted(burden)
+    ranked = sorted((patients[i] for i in rng.permutation(len(patients))), key=burden.get)
+    dealt: list[list[str]] = [[] for _ in range(folds)]
+    for start in range(0, len(ranked), folds):
+        group = ranked[start : start + folds]
+        for fold, patient in zip(rng.permutation(folds), group, strict=False):
+            dealt[fold].append(patient)
+    return [sorted(fold) for fold in dealt]
 
 
 def select_patients(records: Iterable[SliceRecord], patients: Iterable[str]) -> list[SliceRecord]:

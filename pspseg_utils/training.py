@@ -754,8 +754,12 @@ def train(
     *,
     resume: bool = True,
     progress: bool = True,
+    split: dict[str, list[str]] | None = None,
 ) -> TrainResult:
     """Train a PSPNet on a dataset folder with a patient-level split, into `run_dir`.
+
+    The split is `data.split_patients` with the config's fractions and seed, or `split`
+    ({"train", "val", "test"} patient ids, e.g. a cross-validation fold) when given.
 
     On resume the run's own config.json and split.json are used (so the held-out patients never
     change). A `config` that differs from it in more than CHANGEABLE_ON_RESUME (`epochs` and
@@ -773,6 +777,7 @@ def train(
         runlock.RunFolderBusy: another process is training into `run_dir`.
     """
     run_dir = Path(run_dir)
+    given_split = split
     resuming = resume and (run_dir / "last.keras").exists() and (run_dir / "config.json").exists()
     if resuming:
         saved, _ = load_run_config(run_dir)
@@ -783,6 +788,11 @@ def train(
             saved, **{name: getattr(asked, name) for name in CHANGEABLE_ON_RESUME}
         )
         split = load_split(run_dir)
+        if given_split is not None and {k: sorted(v) for k, v in given_split.items()} != split:
+            raise ValueError(
+                f"{run_dir} was trained with another split; resume without one, or start "
+                "afresh (`pspseg train --no-resume`, resume=False)"
+            )
     config = config or default_config()
     channels = rules.channels_for(config.context_slices)
     precision = choose_precision(config.precision)
@@ -806,6 +816,15 @@ def train(
         records = data.find_slices(data_dir, num_classes=mask_labels, progress=progress)
         if resuming:
             _check_same_patients(run_dir, split, records, data_dir)
+        elif given_split is not None:
+            split = {name: sorted(given_split[name]) for name in ("train", "val", "test")}
+            named = [patient for subset in split.values() for patient in subset]
+            differing = sorted(set(named) ^ {record.patient_id for record in records})
+            if differing or len(named) != len(set(named)):
+                raise ValueError(
+                    f"the split must name each patient of {data_dir} once; it differs on "
+                    f"{differing[:5]} (or names one twice)"
+                )
         else:
             split = data.split_patients(
                 records,

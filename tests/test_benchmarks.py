@@ -188,3 +188,30 @@ def test_gpu_set_exits_non_zero_when_a_row_fails(monkeypatch):
     message = str(exit_info.value.code)
     assert message.startswith(f"1 of {len(throughput.GPU_SET)} rows failed")
     assert str(throughput.Measurement(*throughput.GPU_SET[1])) in message
+
+
+def test_cross_validation_summary_counts_each_patient_once():
+    cv = _import_benchmark("cross_validation")
+    lines = [
+        {"what": "cross_validation_fold", "fold": 0,
+         "patient_dice": {"TCGA_CS_1_2000": 0.9, "TCGA_DU_2_2000": 0.1}},
+        {"what": "cross_validation_fold", "fold": 1,
+         "patient_dice": {"TCGA_DU_3_2000": 0.5, "TCGA_DU_4_2000": 0.7}},
+    ]  # fmt: skip
+    summary = cv.summarize(lines)
+    assert summary["folds"] == [0, 1] and summary["patients"] == 4
+    assert summary["patient_dice_mean"] == 0.55 and summary["patient_dice_median"] == 0.6
+    assert summary["worst_decile_mean"] == 0.1  # the worst 10% of 4 patients: one
+    assert summary["by_institution"] == {
+        "CS": {"patients": 1, "mean": 0.9}, "DU": {"patients": 3, "mean": 0.4333}
+    }  # fmt: skip
+
+
+def test_cross_validation_folds_test_every_patient_once(tiny_records):
+    cv = _import_benchmark("cross_validation")
+    splits = [cv.fold_split(tiny_records, k, folds=3, val_fraction=0.15, seed=0) for k in range(3)]
+    patients = sorted({r.patient_id for r in tiny_records})
+    assert sorted(p for split in splits for p in split["test"]) == patients
+    for split in splits:
+        assert sorted(split["train"] + split["val"] + split["test"]) == patients
+        assert len(split["val"]) == 1  # 15% of 6 patients, at least one

@@ -449,6 +449,28 @@ def test_split_refuses_too_few_patients():
         data.split_patients(fake_records({"A": 1, "B": 2}))
 
 
+def _records_with_burden(burdens: dict[str, int]) -> list[data.SliceRecord]:
+    return [data.SliceRecord(p, 0, Path(f"{p}.tif"), Path(f"{p}_mask.tif"), b)
+            for p, b in burdens.items()]  # fmt: skip
+
+
+def test_patient_folds_partition_the_patients_stratified_by_burden():
+    burdens = {f"P{i:02d}": i * 100 for i in range(11)}  # P00 smallest ... P10 largest
+    folds = data.patient_folds(_records_with_burden(burdens), folds=5, seed=3)
+    assert sorted(p for fold in folds for p in fold) == sorted(burdens)  # each patient once
+    assert sorted(len(fold) for fold in folds) == [2, 2, 2, 2, 3]
+    smallest, largest = {"P00", "P01", "P02", "P03", "P04"}, {"P05", "P06", "P07", "P08", "P09"}
+    assert all(len(set(fold) & smallest) == 1 == len(set(fold) & largest) for fold in folds)
+    assert folds == data.patient_folds(_records_with_burden(burdens), folds=5, seed=3)
+
+
+@pytest.mark.parametrize("folds", [1, 12])
+def test_patient_folds_refuse_impossible_counts(folds):
+    records = _records_with_burden({f"P{i}": i for i in range(11)})
+    with pytest.raises(ValueError, match=f"got {folds} folds of 11"):
+        data.patient_folds(records, folds=folds)
+
+
 def test_select_patients_keeps_order():
     chosen = data.select_patients(TWENTY, ["P03", "P01"])
     assert [(r.patient_id, r.slice_index) for r in chosen] == [

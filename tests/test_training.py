@@ -346,6 +346,25 @@ def test_a_budgeted_run_writes_its_plan(tiny_kaggle_dir, tmp_path):
     assert json.loads((tmp_path / "schedule.json").read_text())["epochs"] == 3
 
 
+def test_a_given_split_is_the_runs_split(tiny_kaggle_dir, tiny_records, tmp_path):
+    patients = sorted({r.patient_id for r in tiny_records})
+    split = {"train": patients[:4], "val": patients[4:5], "test": patients[5:]}
+    config = TrainConfig(epochs=1, **TINY)
+    training.train(tiny_kaggle_dir, tmp_path, config, progress=False, split=split)
+    assert training.load_split(tmp_path) == split
+    with pytest.raises(ValueError, match="trained with another split"):
+        other = {"train": patients[1:5], "val": patients[:1], "test": patients[5:]}
+        training.train(tiny_kaggle_dir, tmp_path, config, progress=False, split=other)
+
+
+def test_a_split_missing_a_patient_is_refused(tiny_kaggle_dir, tiny_records, tmp_path):
+    patients = sorted({r.patient_id for r in tiny_records})
+    split = {"train": patients[:3], "val": patients[3:4], "test": patients[4:5]}
+    with pytest.raises(ValueError, match=f"differs on \\['{patients[5]}'\\]"):
+        training.train(tiny_kaggle_dir, tmp_path, TrainConfig(**TINY), progress=False, split=split)
+    assert not tmp_path.joinpath("config.json").exists()
+
+
 def test_precision_choice_on_cpu(monkeypatch):
     assert training.choose_precision("float32") == "float32"
     monkeypatch.setattr(training, "_cpu_has_bfloat16", lambda: False)

@@ -1,0 +1,138 @@
+"""Patient-level k-fold cross-validation of the CPU recipe: every patient tested exactly once.
+
+    python benchmarks/cross_validation.py --data ../shared/data/lgg_dev --out runs/cv --fold 0
+    ...                                                                       --fold 4
+    python benchmarks/cross_validation.py --summarize benchmarks/results/cross_validation_*.jsonl
+
+A fold trains the recipe (`pspseg train`'s defaults without a GPU: 25 minutes) on the patients
+of the other folds, less a validation share that picks best.keras, into OUT/fold-K, then scores
+its test fold as `pspseg evaluate` does (mirrored, largest region, cut at 0.3), and prints one
+JSON line with every test patient's Dice. Folds (`data.patient_folds`) are stratified by tumour
+burden and fixed by --seed, so folds run in different sessions add up. --summarize reads such
+lines and prints the mean, median, worst decile and the mean per institution (the TCGA code in
+the patient's name) over all patients tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from machine import host_cpu  # noqa: E402
+
+
+def fold_split(records, fold: int, *, folds: int, val_fraction: float, seed: int) -> dict:
+    """{"train", "val", "test"}: test is fold `fold`; val, `val_fraction` of all patients drawn
+    from the other folds (stratified, `data.split_patients`); train, the rest."""
+    from pspseg_utils import data
+
+    test = data.patient_folds(records, folds=folds, seed=seed)[fold]
+    rest = [r for r in records if r.patient_id not in set(test)]
+    remaining = len({r.patient_id for r in rest})
+    share = val_fraction * (remaining + len(test)) / remaining
+    inner = data.split_patients(rest, val_fraction=share, test_fraction=0.0, seed=seed)
+    return {"train": inner["train"], "val": inner["val"], "test": test}
+
+
+def institution(patient: str) -> str:
+    """The TCGA institution code of an LGG patient: TCGA_CS_4941_19960909 -> "CS"."""
+    parts = patient.split("_")
+    return parts[1] if len(parts) > 2 else "?"
+
+
+def summarize(lines: list[dict]) -> dict:
+    """Mean, median and worst-decile mean of the per-patient Dice over every fold's patients,
+    and the mean per institution; each patient counted once (a fold run twice: its last line)."""
+    dice = {}
+    for line in lines:
+        dice.update(line["patient_dice"])
+    scores = sorted(dice.values())
+    decile = scores[: max(1, round(len(scores) / 10))]
+    by_site: dict[str, list[float]] = {}
+    for patient, value in dice.items():
+        by_site.setdefault(institution(patient), []).append(value)
+    return {
+        "what": "cross_validation_summary",
+        "folds": sorted({line["fold"] for line in lines}),
+        "patients": len(scores),
+        "patient_dice_mean": round(statistics.fmean(scores), 4),
+        "patient_dice_median": round(statistics.median(scores), 4),
+        "worst_decile_mean": round(statistics.fmean(decile), 4),
+        "by_institution": {
+            site: {"patients": len(v), "mean": round(statistics.fmean(v), 4)}
+            for site, v in sorted(by_site.items())
+        },
+    }
+
+
+def run_fold(args) -> dict:
+    from pspseg_utils import data, evaluation, inference, training
+
+    records = data.find_slices(args.data, progress=False)
+    split = fold_split(records, args.fold, folds=args.folds, val_fraction=0.15, seed=args.seed)
+    config = training.default_config(time_budget_minutes=args.time_budget, seed=args.seed)
+    run_dir = os.path.join(args.out, f"fold-{args.fold}")
+    start = time.monotonic()
+    result = training.train(args.data, run_dir, config, progress=False, split=split)
+    minutes = (time.monotonic() - start) / 60
+    model = inference.load_model(run_dir)
+    scores = evaluation.evaluate(
+        model, data.select_patients(records, split["test"]), progress=False
+    )
+    return {
+        "what": "cross_validation_fold",
+        "command": f"python benchmarks/cross_validation.py --data {args.data} --out {args.out} "
+        f"--fold {args.fold} --folds {args.folds} --time-budget {args.time_budget} "
+        f"--seed {args.seed}",
+        "fold": args.fold,
+        "folds": args.folds,
+        "backbone": config.backbone,
+        "image_size": config.image_size,
+        "precision": training.choose_precision(config.precision),
+        "host_cpu": host_cpu(),
+        "epochs": result.epochs_done,
+        "train_minutes": round(minutes, 1),
+        "split_sizes": {name: len(patients) for name, patients in split.items()},
+        "patient_dice_mean": round(scores.summary["patient_dice_mean"], 4),
+        "patient_dice_median": round(scores.summary["patient_dice_median"], 4),
+        "patient_dice": {row["patient"]: round(row["dice"], 4) for row in scores.patients},
+        "peak_host_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", help="dataset folder (Kaggle or article layout)")
+    parser.add_argument("--out", default="runs/cv", help="folder of the folds' run folders")
+    parser.add_argument("--fold", type=int, help="which fold to test, 0 .. FOLDS-1")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--time-budget", type=float, default=25.0, help="minutes of training")
+    parser.add_argument("--seed", type=int, default=0, help="fixes the folds and the training")
+    parser.add_argument("--summarize", nargs="+", metavar="JSONL", help="summarize fold lines")
+    args = parser.parse_args()
+    if args.summarize:
+        texts = [text for path in args.summarize for text in Path(path).read_text().splitlines()]
+        lines = [json.loads(text) for text in texts if text.strip()]
+        print(json.dumps(summarize([x for x in lines if x["what"] == "cross_validation_fold"])))
+        return
+    if args.data is None or args.fold is None or not 0 <= args.fold < args.folds:
+        parser.error(f"--data and --fold 0..{args.folds - 1} are needed (or --summarize)")
+    # Keras' epoch lines go to stderr, so that stdout holds the result line alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        line = run_fold(args)
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
