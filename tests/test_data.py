@@ -465,7 +465,7 @@ def test_patient_folds_partition_the_patients_stratified_by_burden():
 
 
 @pytest.mark.parametrize("folds", [1, 12])
-def test_patient_folds_refuse_impossible_counts(folds):
+def test_patient_folds_need_between_2_and_all_patients(folds):
     records = _records_with_burden({f"P{i}": i for i in range(11)})
     with pytest.raises(ValueError, match=f"got {folds} folds of 11"):
         data.patient_folds(records, folds=folds)
