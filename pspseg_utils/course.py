@@ -8,6 +8,7 @@ import contextlib
 import os
 import platform
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -117,14 +118,17 @@ def _quiet_stderr():
 
 def setup_notebook() -> None:
     """Print the versions the course runs on and whether a GPU is there (with what to click on
-    Colab if not), and keep TensorFlow's Python-side advice (e.g. on retracing, which is for
-    library authors) out of the lessons' outputs."""
+    Colab if not); keep TensorFlow's Python-side advice (e.g. on retracing, which is for
+    library authors) out of the lessons' outputs, and show warnings without the cell's
+    temporary file name."""
     with _quiet_stderr():
         import keras
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
     tf.get_logger().setLevel("ERROR")
+    # A warning's text, without the temporary file of the cell that raised it (a machine path).
+    warnings.formatwarning = _warning_without_source
     import cv2
 
     print(f"Python {platform.python_version()} | TensorFlow {tf.__version__} | Keras "
@@ -136,6 +140,10 @@ def setup_notebook() -> None:
         print("No GPU: on Colab choose Runtime > Change runtime type > T4 GPU, then rerun.")
     else:
         print("No GPU: the cpu profile trains a small model in minutes.")
+
+
+def _warning_without_source(message, category, filename, lineno, line=None) -> str:
+    return f"{category.__name__}: {message}\n"
 
 
 def ensure_model(run_dir: str | Path, data_dir: str | Path, profile: str, *, full: bool = False):
