@@ -146,6 +146,10 @@ def _warning_without_source(message, category, filename, lineno, line=None) -> s
     return f"{category.__name__}: {message}\n"
 
 
+def _has_checkpoint(run_dir: Path) -> bool:
+    return (run_dir / "best.keras").exists() or (run_dir / "last.keras").exists()
+
+
 def ensure_model(run_dir: str | Path, data_dir: str | Path, profile: str, *, full: bool = False):
     """The model lesson 03 saved in `run_dir` (best, else last), with its folder.
 
@@ -160,13 +164,13 @@ def ensure_model(run_dir: str | Path, data_dir: str | Path, profile: str, *, ful
     from pspseg_utils.training import train
 
     run_dir = Path(run_dir)
-    if (run_dir / "best.keras").exists() or (run_dir / "last.keras").exists():
+    if _has_checkpoint(run_dir):
         print(f"Using the model trained in lesson 03: {run_dir}")
         return load_model(run_dir), run_dir
     small = profile not in ("quick", "cpu") and not full
     config = train_config("cpu" if small else profile)
     folder = run_dir.with_name(f"{run_dir.name}-small") if small else run_dir
-    if small and ((folder / "best.keras").exists() or (folder / "last.keras").exists()):
+    if small and _has_checkpoint(folder):
         print(f"No model from lesson 03 in {run_dir}; using the small one trained before: {folder}")
         return load_model(folder), folder
     limit = (f"at most {config.time_budget_minutes:g} minutes" if config.time_budget_minutes
