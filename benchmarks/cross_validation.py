@@ -4,6 +4,12 @@
     ...                                                                       --fold 4
     python benchmarks/cross_validation.py --summarize benchmarks/results/cross_validation_*.jsonl
 
+To screen an idea at a small cost, train every fold for a fixed number of epochs (no time budget,
+so other work on the machine cannot change what is trained) with one setting changed:
+
+    python benchmarks/cross_validation.py --data ../shared/data/lgg_dev --out runs/cv-g2 \
+        --fold 0 --epochs 16 --set max_gamma=2.0
+
 A fold trains the recipe (`pspseg train`'s defaults without a GPU: 25 minutes) on the patients
 of the other folds, less a validation share that picks best.keras, into OUT/fold-K, then scores
 its test fold as `pspseg evaluate` does (mirrored, largest region, cut at 0.3), and prints one
@@ -74,12 +80,43 @@ def summarize(lines: list[dict]) -> dict:
     }
 
 
+def parse_settings(pairs: list[str]) -> dict:
+    """TrainConfig overrides from FIELD=VALUE strings; VALUE is read as JSON (2.0, true, null,
+    "vgg16") and else kept as a string: ["max_gamma=2.0", "backbone=vgg16"] ->
+    {"max_gamma": 2.0, "backbone": "vgg16"}."""
+    settings = {}
+    for pair in pairs:
+        field, sep, value = pair.partition("=")
+        if not sep or not field:
+            raise ValueError(f"--set takes FIELD=VALUE, got {pair!r}")
+        try:
+            settings[field] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[field] = value
+    return settings
+
+
+def command_line(args) -> str:
+    """The command that runs this fold again, with every option that changes what is trained."""
+    schedule = f"--epochs {args.epochs}" if args.epochs else f"--time-budget {args.time_budget}"
+    settings = "".join(f" --set {pair}" for pair in args.set)
+    return (
+        f"python benchmarks/cross_validation.py --data {args.data} --out {args.out} "
+        f"--fold {args.fold} --folds {args.folds} {schedule} --seed {args.seed}{settings}"
+    )
+
+
 def run_fold(args) -> dict:
     from pspseg_utils import data, evaluation, inference, training
 
     records = data.find_slices(args.data, progress=False)
     split = fold_split(records, args.fold, folds=args.folds, val_fraction=0.15, seed=args.seed)
-    config = training.default_config(time_budget_minutes=args.time_budget, seed=args.seed)
+    settings = parse_settings(args.set)
+    if args.epochs:
+        schedule = {"epochs": args.epochs, "time_budget_minutes": None}
+    else:
+        schedule = {"time_budget_minutes": args.time_budget}
+    config = training.default_config(**schedule, seed=args.seed, **settings)
     run_dir = os.path.join(args.out, f"fold-{args.fold}")
     start = time.monotonic()
     result = training.train(args.data, run_dir, config, progress=False, split=split)
@@ -90,13 +127,12 @@ def run_fold(args) -> dict:
     )
     return {
         "what": "cross_validation_fold",
-        "command": f"python benchmarks/cross_validation.py --data {args.data} --out {args.out} "
-        f"--fold {args.fold} --folds {args.folds} --time-budget {args.time_budget} "
-        f"--seed {args.seed}",
+        "command": command_line(args),
         "fold": args.fold,
         "folds": args.folds,
         "backbone": config.backbone,
         "image_size": config.image_size,
+        "settings": settings,
         "precision": training.choose_precision(config.precision),
         "host_cpu": host_cpu(),
         "epochs": result.epochs_done,
@@ -118,7 +154,15 @@ def main() -> None:
     parser.add_argument("--fold", type=int, help="which fold to test, 0 .. FOLDS-1")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--time-budget", type=float, default=25.0, help="minutes of training")
+    parser.add_argument("--epochs", type=int, help="train this many epochs, with no time budget")
     parser.add_argument("--seed", type=int, default=0, help="fixes the folds and the training")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change one TrainConfig field from the recipe (repeatable), e.g. max_gamma=2.0",
+    )
     parser.add_argument("--summarize", nargs="+", metavar="JSONL", help="summarize fold lines")
     args = parser.parse_args()
     if args.summarize:

@@ -750,9 +750,10 @@ def load_arrays(
 FLAIR_IN_PLACE_OF = np.array([[True, False, False], [False, False, True], [True, False, True]])
 
 
-def _augment(image, mask, seed, missing_sequence_rate=0.0):
+def _augment(image, mask, seed, missing_sequence_rate=0.0, max_gamma=1.25):
     """Random left-right flip, rotation (+-10 deg), scale (0.9-1.1) and per-channel intensity
-    gain/gamma, all from one stateless seed so a given seed always gives the same sample.
+    gain (0.9-1.1) and gamma (uniform in [1 / max_gamma, max_gamma]), all from one stateless
+    seed so a given seed always gives the same sample.
 
     With probability `missing_sequence_rate`, FLAIR also replaces pre-contrast, post-contrast or
     both (one of the three, equally likely): the dataset's own convention for a missing sequence
@@ -784,7 +785,7 @@ def _augment(image, mask, seed, missing_sequence_rate=0.0):
         ]
     )
     gain = tf.random.stateless_uniform([3], seeds[3], 0.9, 1.1)
-    gamma = tf.random.stateless_uniform([3], seeds[4], 0.8, 1.25)
+    gamma = tf.random.stateless_uniform([3], seeds[4], 1.0 / max_gamma, max_gamma)
     missing = tf.random.stateless_uniform([], seeds[5]) < missing_sequence_rate
     which = tf.random.stateless_uniform([], seeds[6], 0, len(FLAIR_IN_PLACE_OF), tf.int32)
     flair_in_place_of = tf.logical_and(missing, tf.gather(FLAIR_IN_PLACE_OF, which))
@@ -842,6 +843,7 @@ def make_dataset(
     seed: int = 0,
     drop_remainder: bool = False,
     missing_sequence_rate: float = 0.0,
+    max_gamma: float = 1.25,
 ):
     """A `tf.data.Dataset` of (image float32 (B, S, S, C) in 0..255, mask float32 (B, S, S, 1)),
     C = 3, or 3 (1 + 2c) for images with context slices (see `load_arrays`).
@@ -849,7 +851,8 @@ def make_dataset(
     The arrays are already decoded (see `load_arrays`), so the pipeline only shuffles, augments,
     batches and prefetches. Everything random is seeded, and the dataset is deterministic: the
     same seed gives the same batches in the same order. With `augment`, a share
-    `missing_sequence_rate` of the slices have FLAIR in place of another sequence (see `_augment`).
+    `missing_sequence_rate` of the slices have FLAIR in place of another sequence, and each
+    sequence's contrast is bent by a gamma up to `max_gamma` (>= 1) or its inverse.
     """
     import tensorflow as tf
 
@@ -859,6 +862,8 @@ def make_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     if not 0.0 <= missing_sequence_rate <= 1.0:
         raise ValueError(f"missing_sequence_rate must be in [0, 1], got {missing_sequence_rate!r}")
+    if not max_gamma >= 1.0:
+        raise ValueError(f"max_gamma must be >= 1, got {max_gamma!r}")
     dataset = tf.data.Dataset.from_tensor_slices((images, masks[..., None]))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -867,7 +872,7 @@ def make_dataset(
     if augment:
         element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, element_seeds)).map(
-            lambda pair, s: _augment(pair[0], pair[1], s, missing_sequence_rate),
+            lambda pair, s: _augment(pair[0], pair[1], s, missing_sequence_rate, max_gamma),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:

@@ -85,6 +85,8 @@ class TrainConfig:
     # FLAIR in place of another sequence in this share of training slices: the dataset does so
     # for its 15 of 110 patients with a missing sequence (see data._augment).
     missing_sequence_rate: float = 0.15
+    # Each sequence's contrast bent by a gamma in [1 / max_gamma, max_gamma] (data._augment).
+    max_gamma: float = 1.25
     tumour_oversampling: float = 0.5
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -122,6 +124,8 @@ class TrainConfig:
             raise ValueError(
                 f"missing_sequence_rate must be in [0, 1], got {self.missing_sequence_rate!r}"
             )
+        if not self.max_gamma >= 1:
+            raise ValueError(f"max_gamma must be >= 1, got {self.max_gamma!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         data.context_offsets(self.context_slices)  # raises ValueError unless an int >= 0
@@ -601,6 +605,7 @@ def fit(
             batch_size=config.batch_size,
             augment=config.augment,
             missing_sequence_rate=config.missing_sequence_rate,
+            max_gamma=config.max_gamma,
             shuffle=True,
             repeat=repeat,
             seed=seed,

@@ -6,6 +6,7 @@ running the scripts themselves, see the README's Performance section).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -205,6 +206,28 @@ def test_cross_validation_summary_counts_each_patient_once():
     assert summary["by_institution"] == {
         "CS": {"patients": 1, "mean": 0.9}, "DU": {"patients": 3, "mean": 0.4333}
     }  # fmt: skip
+
+
+def test_cross_validation_settings_are_read_as_json_else_kept_as_text():
+    cv = _import_benchmark("cross_validation")
+    settings = cv.parse_settings(["max_gamma=2.0", "backbone=vgg16", "augment=false", "x=null"])
+    assert settings == {"max_gamma": 2.0, "backbone": "vgg16", "augment": False, "x": None}
+    with pytest.raises(ValueError, match="FIELD=VALUE, got 'max_gamma'"):
+        cv.parse_settings(["max_gamma"])
+
+
+def test_cross_validation_command_names_what_was_trained():
+    cv = _import_benchmark("cross_validation")
+    args = argparse.Namespace(
+        data="d", out="o", fold=2, folds=5, epochs=16, time_budget=25.0, seed=0,
+        set=["max_gamma=2.0"],
+    )  # fmt: skip
+    assert cv.command_line(args) == (
+        "python benchmarks/cross_validation.py --data d --out o --fold 2 --folds 5 --epochs 16 "
+        "--seed 0 --set max_gamma=2.0"
+    )
+    args.epochs = None
+    assert "--time-budget 25.0 --seed 0" in cv.command_line(args)
 
 
 def test_cross_validation_folds_test_every_patient_once(tiny_records):

@@ -843,6 +843,24 @@ def test_missing_sequence_rate_sets_how_many_slices_have_flair_in_place(tiny_arr
         assert (pre & ~post).any() and (~pre & post).any() and (pre & post).any()
 
 
+@pytest.mark.parametrize("max_gamma", [1.0, 3.0])
+def test_max_gamma_bounds_how_far_contrast_is_bent(max_gamma):
+    # A flat grey 128 stays 128 under the warp inside the image; gain alone moves it by at most
+    # 10% (115-141), and a gamma of up to 3 darkens it at most to 255 (0.9 * 128 / 255)^3 = 23.5.
+    images = np.full((24, 16, 16, 3), 128, np.uint8)
+    masks = np.zeros((24, 16, 16), np.uint8)
+    dataset = data.make_dataset(images, masks, batch_size=24, augment=True, max_gamma=max_gamma)
+    centres = next(iter(dataset))[0].numpy()[:, 8, 8, :]
+    within_gain = (centres >= 115) & (centres <= 141)
+    assert within_gain.all() if max_gamma == 1.0 else not within_gain.all()
+    assert centres.min() >= 255 * (0.9 * 128 / 255) ** max_gamma - 0.1
+
+
+def test_max_gamma_below_1_is_refused(tiny_arrays):
+    with pytest.raises(ValueError, match="max_gamma must be >= 1, got 0.8"):
+        data.make_dataset(*tiny_arrays, augment=True, max_gamma=0.8)
+
+
 def test_missing_sequence_rate_outside_0_1_is_refused(tiny_arrays):
     with pytest.raises(ValueError, match="missing_sequence_rate must be in \\[0, 1\\], got 2"):
         data.make_dataset(*tiny_arrays, augment=True, missing_sequence_rate=2)
