@@ -3,7 +3,7 @@
 Sub-modules load on first use, so `pspseg check` does not pay for importing TensorFlow. The
 article's API works with only its import line changed::
 
-    import pspseg_utils as ks
+    from pspseg_utils import keras_segmentation as ks  # was: import keras_segmentation as ks
     model = ks.models.pspnet.vgg_pspnet(n_classes=2, input_height=384, input_width=384)
     model.train(train_images="images/", train_annotations="masks/", checkpoints_path="ckpts/brain")
     mask = ks.predict.predict(model=model, inp="image.png")
@@ -24,10 +24,10 @@ _SUBMODULES = (
     "metrics",
     "training",
     "inference",
-    "predict",
     "evaluation",
     "export",
     "cli",
+    "keras_segmentation",
 )
 
 

@@ -21,7 +21,9 @@ from pspseg_utils import data, recipes
 from pspseg_utils.runlock import RunFolderBusy
 
 # The keys of models.BACKBONES, spelled out so that `--help` does not wait for Keras to import.
-BACKBONE_NAMES = ["vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050", "mobilenetv2_035"]
+BACKBONE_NAMES = [
+    "vgg16", "resnet50", "resnet101", "mobilenetv2", "mobilenetv2_050", "mobilenetv2_035"
+]  # fmt: skip
 # evaluation.CLEAN_UP_THRESHOLD, spelled out for the same reason.
 CLEAN_UP_THRESHOLD = 0.3
 MODEL_HELP = "a .keras file or a run folder (best.keras, else last.keras)"
@@ -324,8 +326,8 @@ patients for validation and 15% held out for testing, seed 0.""",
     train.add_argument(
         "--backbone",
         choices=BACKBONE_NAMES,
-        help="vgg16 (the article's), resnet50 (the paper's), mobilenetv2 (fast); _050 / _035: "
-        "MobileNetV2 at width 0.5 / 0.35, faster still",
+        help="vgg16 (the article's), resnet50, resnet101 (the paper's), mobilenetv2 (fast); "
+        "_050 / _035: MobileNetV2 at width 0.5 / 0.35, faster still",
     )
     train.add_argument(
         "--weights",

@@ -60,6 +60,7 @@ __all__ = [
     "patient_folds",
     "select_patients",
     "load_arrays",
+    "augment_pair",
     "make_dataset",
     "prepare",
     "resolve_data_dir",
@@ -750,7 +751,7 @@ def load_arrays(
 FLAIR_IN_PLACE_OF = np.array([[True, False, False], [False, False, True], [True, False, True]])
 
 
-def _augment(image, mask, seed, missing_sequence_rate=0.0, max_gamma=1.25):
+def augment_pair(image, mask, seed, missing_sequence_rate=0.0, max_gamma=1.25):
     """Random left-right flip, rotation (+-10 deg), scale (0.9-1.1) and per-channel intensity
     gain (0.9-1.1) and gamma (uniform in [1 / max_gamma, max_gamma]), all from one stateless
     seed so a given seed always gives the same sample.
@@ -762,7 +763,8 @@ def _augment(image, mask, seed, missing_sequence_rate=0.0, max_gamma=1.25):
     TensorFlow draws the parameters; OpenCV does the pixel work (`_augment_arrays`), about 8x
     faster on a CPU than TensorFlow's ImageProjectiveTransformV3 and pow kernels. Takes an image
     (H, W, 3k) (k slices: see `load_arrays`' context_slices), all moved and shaded alike, and a
-    mask (H, W, 1), in 0..255, and returns them as float32.
+    mask (H, W, 1), in 0..255, and a stateless seed (2,) int64, and returns them as float32;
+    runs in tf.data and eagerly alike.
     """
     import tensorflow as tf
 
@@ -805,7 +807,7 @@ def _augment(image, mask, seed, missing_sequence_rate=0.0, max_gamma=1.25):
 
 
 def _augment_arrays(image, mask, flip, inverse_map, gain, gamma, flair_in_place_of):
-    """The pixel work of `_augment`: uint8 image (H, W, 3k) and mask (H, W) to float32
+    """The pixel work of `augment_pair`: uint8 image (H, W, 3k) and mask (H, W) to float32
     (H, W, 3k) and (H, W, 1). Gain and gamma (3,) apply per sequence, to each of the k slices
     alike; in each slice the sequences where `flair_in_place_of` (3,) is true get a copy of its
     (augmented) FLAIR. Deterministic: no randomness here."""
@@ -872,7 +874,7 @@ def make_dataset(
     if augment:
         element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, element_seeds)).map(
-            lambda pair, s: _augment(pair[0], pair[1], s, missing_sequence_rate, max_gamma),
+            lambda pair, s: augment_pair(pair[0], pair[1], s, missing_sequence_rate, max_gamma),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:

@@ -39,7 +39,6 @@ __all__ = [
     "TrainResult",
     "train",
     "fit",
-    "train_article",
     "load_run_config",
     "load_split",
     "choose_precision",
@@ -83,9 +82,9 @@ class TrainConfig:
     loss: str = "bce_batch_dice"
     augment: bool = True
     # FLAIR in place of another sequence in this share of training slices: the dataset does so
-    # for its 15 of 110 patients with a missing sequence (see data._augment).
+    # for its 15 of 110 patients with a missing sequence (see data.augment_pair).
     missing_sequence_rate: float = 0.15
-    # Each sequence's contrast bent by a gamma in [1 / max_gamma, max_gamma] (data._augment).
+    # Each sequence's contrast bent by a gamma in [1 / max_gamma, max_gamma] (data.augment_pair).
     max_gamma: float = 1.25
     tumour_oversampling: float = 0.5
     val_fraction: float = 0.15
@@ -878,83 +877,3 @@ def _oversample(images, masks, factor: float, seed: int):
     tumour = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
     extra = np.random.default_rng(seed).choice(tumour, int(len(tumour) * factor))
     return np.concatenate([images, images[extra]]), np.concatenate([masks, masks[extra]])
-
-
-def train_article(
-    model: keras.Model,
-    train_images: str | Path,
-    train_annotations: str | Path,
-    *,
-    checkpoints_path: str | Path | None = None,
-    epochs: int = 5,
-    batch_size: int = 2,
-    validate: bool = False,
-    val_images: str | Path | None = None,
-    val_annotations: str | Path | None = None,
-    val_batch_size: int = 2,
-    auto_resume_checkpoint: bool = False,
-    load_weights: str | Path | None = None,
-    steps_per_epoch: int = 512,
-    do_augment: bool = False,
-    verify_dataset: bool = True,
-    optimizer_name: str = "adam",
-    learning_rate: float = 1e-3,
-    loss: str = "bce_dice",
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    verbose: int | str = 2,
-    **ignored,
-) -> TrainResult:
-    """keras_segmentation's `model.train(...)` on Keras 3, with the same keywords.
-
-    `checkpoints_path` names a run folder (`last.keras`, `best.keras`, `log.csv`, checkpointed
-    atomically), which `pspseg_utils.predict.model_from_checkpoint_path` reads back.
-    `auto_resume_checkpoint=True` continues from its last finished epoch. `optimizer_name` is
-    accepted for compatibility; training always uses AdamW on a poly schedule. Other keywords of
-    the old API (e.g. `gen_use_multiprocessing`) have no meaning here and are ignored with a
-    warning.
-    """
-    import warnings
-
-    if ignored:
-        warnings.warn(f"model.train ignores {sorted(ignored)} on Keras 3.", stacklevel=3)
-    if validate and (val_images is None or val_annotations is None):
-        raise ValueError("validate=True needs val_images and val_annotations")
-    num_classes = rules.mask_labels(model.num_classes)
-    height, width = model.input_shape[1:3]  # the article's default model is 384 x 576
-
-    def arrays(images_dir, masks_dir):
-        # Every file is checked whatever `verify_dataset` says: bad input fails here, clearly.
-        records = data.find_pairs(images_dir, masks_dir, num_classes=num_classes, progress=False)
-        return data.load_arrays(
-            records, image_size=(height, width), num_classes=num_classes, progress=False
-        )
-
-    config = TrainConfig(
-        image_size=height,  # not read by fit(): the arrays carry their size
-        num_classes=model.num_classes,
-        epochs=epochs,
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        learning_rate=learning_rate,
-        loss=loss,
-        augment=do_augment,
-    )
-    if load_weights:
-        model.load_weights(load_weights)
-    run_dir = Path(checkpoints_path) if checkpoints_path is not None else None
-    with contextlib.ExitStack() as stack:
-        if run_dir is None:  # the article allowed training without checkpoints
-            import tempfile
-
-            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        return fit(
-            model,
-            arrays(train_images, train_annotations),
-            arrays(val_images, val_annotations) if validate else None,
-            run_dir=run_dir,
-            config=config,
-            resume=auto_resume_checkpoint,
-            extra_callbacks=callbacks,
-            val_batch_size=val_batch_size,
-            verbose=verbose,
-        )

@@ -414,7 +414,7 @@ if not (article_dir / "images").exists():
     data.prepare(DATA_DIR, article_dir, progress=False)
 shutil.rmtree(article_dir / "ckpts", ignore_errors=True)  # a fresh run each time, as above
 
-import pspseg_utils as ks  # was: import keras_segmentation as ks
+from pspseg_utils import keras_segmentation as ks  # was: import keras_segmentation as ks
 
 model = ks.models.pspnet.vgg_pspnet(n_classes=2, input_height=CONFIG.image_size,
                                     input_width=CONFIG.image_size)
@@ -452,10 +452,12 @@ print(f"{len(test_records)} slices of patients the model never saw")"""),
         code("""
 import cv2
 
+from pspseg_utils import keras_segmentation as ks
+
 example = max(test_records, key=lambda r: r.tumour_pixels)
 png = MODEL_DIR / "example.png"
 cv2.imwrite(str(png), data.read_image(example.image_path)[..., ::-1])  # OpenCV writes BGR
-pred_mask = ps.predict.predict(model=model, inp=str(png))
+pred_mask = ks.predict.predict(model=model, inp=str(png))
 print(pred_mask.shape, pred_mask.dtype, "labels", np.unique(pred_mask))
 visualize.show_article_figure(data.read_image(png), pred_mask,
                               title=f"{example.patient_id}, slice {example.slice_index}")

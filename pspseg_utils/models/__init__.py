@@ -1,4 +1,4 @@
-"""Segmentation models: PSPNet on dilated VGG16, ResNet50 or MobileNetV2."""
+"""Segmentation models: PSPNet on dilated VGG16, ResNet50, ResNet101 or MobileNetV2."""
 
 from pspseg_utils.models import pspnet
 from pspseg_utils.models.backbones import BACKBONES, build_backbone
@@ -10,10 +10,7 @@ from pspseg_utils.models.layers import (
 from pspseg_utils.models.pspnet import (
     PSPNet,
     build_pspnet,
-    mobilenet_pspnet,
     pyramid_pooling_module,
-    resnet50_pspnet,
-    vgg_pspnet,
 )
 
 __all__ = [
@@ -24,9 +21,6 @@ __all__ = [
     "SliceStandardization",
     "build_backbone",
     "build_pspnet",
-    "mobilenet_pspnet",
     "pspnet",
     "pyramid_pooling_module",
-    "resnet50_pspnet",
-    "vgg_pspnet",
 ]

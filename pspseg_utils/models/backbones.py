@@ -1,4 +1,4 @@
-"""Dilated backbones: Keras Applications' VGG16, ResNet50 and MobileNetV2 at output stride 8/16/32.
+"""Dilated backbones: Keras Applications' VGG16, ResNet50/101 and MobileNetV2 at stride 8/16/32.
 
 PSPNet keeps a fine feature map by replacing the last strides with dilation (Zhao et al. 2017;
 Chen et al., DeepLab). Rather than re-implementing each network, we take the Keras Applications
@@ -50,9 +50,9 @@ def _dilate_vgg16(config: dict, output_stride: int) -> None:
             _layer(config, f"block5_conv{index}")["dilation_rate"] = (2, 2)
 
 
-def _dilate_resnet50(config: dict, output_stride: int) -> None:
+def _dilate_resnet(config: dict, output_stride: int, *, stage_4_blocks: int) -> None:
     # (stage, blocks in it, dilation) for each stage whose first block stops striding.
-    plan = {8: ((4, 6, 2), (5, 3, 4)), 16: ((5, 3, 2),), 32: ()}[output_stride]
+    plan = {8: ((4, stage_4_blocks, 2), (5, 3, 4)), 16: ((5, 3, 2),), 32: ()}[output_stride]
     for stage, blocks, dilation in plan:
         for suffix in ("_1_conv", "_0_conv"):
             _layer(config, f"conv{stage}_block1{suffix}")["strides"] = (1, 1)
@@ -94,10 +94,18 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     "resnet50": BackboneSpec(
         keras.applications.ResNet50,
-        _dilate_resnet50,
+        functools.partial(_dilate_resnet, stage_4_blocks=6),
         "resnet50_weights_tf_dim_ordering",
         None,
         "conv4_block6_out",  # the paper's res4b22 in ResNet101 terms
+        "conv2_block3_out",
+    ),
+    "resnet101": BackboneSpec(  # the paper's backbone: stage 4 has 23 blocks, not 6
+        keras.applications.ResNet101,
+        functools.partial(_dilate_resnet, stage_4_blocks=23),
+        "resnet101_weights_tf_dim_ordering",
+        None,
+        "conv4_block23_out",
         "conv2_block3_out",
     ),
     # MobileNetV2's last 1x1 conv (320 -> 1280 channels) serves the ImageNet classifier; like
@@ -151,8 +159,8 @@ def build_backbone(
     """A Keras Applications backbone with its last strides replaced by dilation.
 
     Args:
-        name: str. A key of BACKBONES: "vgg16", "resnet50", "mobilenetv2" (or its narrower
-            "mobilenetv2_050" / "mobilenetv2_035").
+        name: str. A key of BACKBONES: "vgg16", "resnet50", "resnet101", "mobilenetv2" (or its
+            narrower "mobilenetv2_050" / "mobilenetv2_035").
         input_shape: tuple. (H, W, C): C = 3, or more for slices with neighbours (no ImageNet
             weights then).
         output_stride: int. 8, 16 or 32: the input size divided by the feature map's size.

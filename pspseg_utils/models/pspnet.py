@@ -1,7 +1,8 @@
 """PSPNet (Zhao et al. 2017, arXiv:1612.01105) on dilated VGG16, ResNet50 or MobileNetV2.
 
 Reads top to bottom: the argument check, the blocks (conv-BN-ReLU, the pyramid pooling module),
-the model class, then thin builders, including the article's `vgg_pspnet`.
+the model class, then its builder. The article's builders (`vgg_pspnet`, ...) are in
+`pspseg_utils.keras_segmentation`.
 
     image (H, W, 3) -> standardise -> dilated backbone (H/8, W/8, C)
       -> pyramid pooling: average-pool to 1x1, 2x2, 3x3, 6x6 bins, 1x1 conv to C/4 channels,
@@ -21,7 +22,6 @@ at inference the model returns the main output only.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import keras
@@ -39,9 +39,6 @@ __all__ = [
     "PSPNet",
     "build_pspnet",
     "pyramid_pooling_module",
-    "vgg_pspnet",
-    "resnet50_pspnet",
-    "mobilenet_pspnet",
 ]
 
 
@@ -149,7 +146,8 @@ class PSPNet(keras.Model):
             multiples of `output_stride`.
         num_classes: int. 1 for a binary mask (sigmoid output, P(tumour)); >= 2 for a softmax
             over label indices 0..num_classes-1.
-        backbone: str. "vgg16" (the article's), "resnet50" (the paper's) or "mobilenetv2" (fast).
+        backbone: str. "vgg16" (the article's), "resnet50", "resnet101" (the paper's) or
+            "mobilenetv2" (fast).
         output_stride: int. 8 (the paper), 16 or 32.
         bins: tuple of int. Pyramid bin sizes.
         backbone_weights: None or "imagenet". Only used to initialise; never saved in the config.
@@ -162,8 +160,8 @@ class PSPNet(keras.Model):
 
     Outputs float32 probabilities (B, H, W, num_classes), also under mixed precision; called
     with `training=True` and an auxiliary head, a tuple (main, auxiliary) of two such. The
-    article's attributes (`n_classes`, `input_height`, ...) and methods (`train`,
-    `predict_segmentation`) are kept, and survive saving, since the class is registered.
+    article's attributes (`n_classes`, `input_height`, ...) are kept; its methods are bound by
+    `pspseg_utils.keras_segmentation`.
     """
 
     def __init__(
@@ -309,19 +307,6 @@ class PSPNet(keras.Model):
             "skip_channels": self.skip_channels,
         }
 
-    # The article's methods; imported when called, since training sits above models.
-    def train(self, train_images, train_annotations, **kwargs):
-        """keras_segmentation's `model.train(...)`; see `pspseg_utils.training.train_article`."""
-        from pspseg_utils.training import train_article
-
-        return train_article(self, train_images, train_annotations, **kwargs)
-
-    def predict_segmentation(self, inp=None, out_fname=None, **kwargs):
-        """keras_segmentation's `model.predict_segmentation(...)`: a label mask for one image."""
-        from pspseg_utils.predict import predict
-
-        return predict(model=self, inp=inp, out_fname=out_fname, **kwargs)
-
 
 def build_pspnet(
     input_shape: Sequence[int] = (256, 256, 3),
@@ -356,39 +341,3 @@ def build_pspnet(
         aux_loss_weight=aux_loss_weight,
         skip_channels=skip_channels,
     )
-
-
-def _article_builder(backbone: str):
-    def builder(
-        n_classes: int,
-        input_height: int = 384,
-        input_width: int = 576,
-        channels: int = 3,
-        backbone_weights: str | None = "auto",
-    ) -> PSPNet:
-        if channels != 3:
-            raise ValueError(f"channels must be 3 for these backbones, got {channels!r}")
-        shape = (input_height, input_width, channels)
-        num_classes = 1 if n_classes == 2 else n_classes  # binary: one sigmoid channel
-        if backbone_weights != "auto":
-            return build_pspnet(
-                shape, num_classes, backbone=backbone, backbone_weights=backbone_weights
-            )
-        try:
-            return build_pspnet(shape, num_classes, backbone=backbone, backbone_weights="imagenet")
-        except ConnectionError as error:
-            warnings.warn(f"{error} Continuing with random initial weights.", stacklevel=2)
-            return build_pspnet(shape, num_classes, backbone=backbone, backbone_weights=None)
-
-    builder.__name__ = builder.__qualname__ = f"{'vgg' if backbone == 'vgg16' else backbone}_pspnet"
-    builder.__doc__ = (
-        f"keras_segmentation's `{builder.__name__}(n_classes, input_height, input_width)` on "
-        f"Keras 3: a {backbone} PSPNet. n_classes=2 gives one sigmoid channel (tumour vs "
-        "background); ImageNet weights are used when they can be had, else a warning says so."
-    )
-    return builder
-
-
-vgg_pspnet = _article_builder("vgg16")
-resnet50_pspnet = _article_builder("resnet50")
-mobilenet_pspnet = _article_builder("mobilenetv2")
