@@ -111,9 +111,10 @@ def _train(args: argparse.Namespace) -> int:
     )
     result = train(args.data, args.out, config, resume=not args.no_resume)
     how = f", stopped by the {result.stopped_early}" if result.stopped_early else ""
+    split = "test" if config.test_fraction > 0 else "val"
     print(
         f"Trained {result.epochs_done} epoch(s){how}. Run folder: {args.out}\n"
-        f"Next: pspseg evaluate --model {args.out} --data {args.data} --split test"
+        f"Next: pspseg evaluate --model {args.out} --data {args.data} --split {split}"
     )
     return 0
 
@@ -177,7 +178,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not patients:
             raise ValueError(
                 f"{run_dir} held out no {args.split} patients (it was trained with "
-                f"--{args.split}-fraction 0); use --split all on a dataset it never saw"
+                f"--{args.split}-fraction 0, as the recipe does); use --split val, or --split "
+                "all on a dataset it never saw"
             )
     if args.out:  # find out now, not after scoring every slice, that the tables cannot be written
         _check_writable(args.out)
@@ -317,8 +319,10 @@ Unset options keep the recipe's defaults:
       T4; all 60 in minutes on an H100).
 Always: AdamW, poly learning-rate decay (power 0.9), BCE + Dice loss (the Dice pooled over
 the batch) plus 0.4 x the loss of an auxiliary head (training only), augmentation (flip,
-rotation, scale, intensity, and FLAIR in place of a missing sequence in 15% of slices), 15% of
-patients for validation and 15% held out for testing, seed 0.""",
+rotation, scale, intensity, and FLAIR in place of a missing sequence in 15% of slices), seed 0.
+15% of patients pick the best epoch (validation); all the others train: none is held out, since
+the model learns more from every patient, and its score on unseen patients is measured by
+cross-validation (README, Results). --test-fraction 0.15 holds some out to score yourself.""",
         epilog="example:\n  pspseg train --data data/synthetic --out runs/first --time-budget 10",
     )
     train.add_argument("--data", type=Path, required=True, help="dataset folder")
@@ -356,7 +360,11 @@ patients for validation and 15% held out for testing, seed 0.""",
         "and stops cleanly after an epoch",
     )
     train.add_argument("--val-fraction", type=float, help="share of patients for validation")
-    train.add_argument("--test-fraction", type=float, help="share of patients held out")
+    train.add_argument(
+        "--test-fraction",
+        type=float,
+        help="share of patients held out for `pspseg evaluate --split test` (default 0)",
+    )
     train.add_argument(
         "--seed", type=int, help="seeds the patient split, the weights and the augmentation"
     )

@@ -153,7 +153,8 @@ def test_evaluate_split_of_a_run_on_other_data(tiny_kaggle_dir, tmp_path, capsys
 def test_evaluate_the_test_split_of_a_run_that_held_out_none(tiny_kaggle_dir, tmp_path, capsys):
     (tmp_path / "split.json").write_text(json.dumps({"train": ["A"], "val": ["B"], "test": []}))
     argv = ["evaluate", "--model", str(tmp_path), "--data", str(tiny_kaggle_dir), "--split", "test"]
-    _fails(argv, capsys, 2, "held out no test patients", "--test-fraction 0", "use --split all")
+    _fails(argv, capsys, 2, "held out no test patients", "--test-fraction 0, as the recipe does",
+           "use --split val, or --split all")  # fmt: skip
 
 
 def test_evaluate_without_a_model(tiny_kaggle_dir, tmp_path, capsys):

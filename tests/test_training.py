@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from pspseg_utils import inference, training
+from pspseg_utils import data, inference, training
 from pspseg_utils.models import PSPNet
 from pspseg_utils.training import TrainConfig
 
@@ -448,3 +448,13 @@ def test_resuming_from_another_network_says_what_to_do(tmp_path):
     with_aux.compile(optimizer="adam", loss="binary_crossentropy")
     with pytest.raises(ValueError, match=r"last\.keras holds a different network.*--no-resume"):
         training.restore_checkpoint(with_aux, tmp_path / "last.keras")
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_the_shipped_recipes_train_on_every_patient_but_the_validation_ones(gpu, tiny_records):
+    config = training.default_config(gpu=gpu)
+    split = data.split_patients(
+        tiny_records, val_fraction=config.val_fraction, test_fraction=config.test_fraction
+    )
+    assert split["test"] == [] and len(split["val"]) == 1
+    assert len(split["train"]) == len({r.patient_id for r in tiny_records}) - 1
