@@ -1,9 +1,11 @@
-"""The lessons' conventions: title, Colab badge from the one REPO_URL at the release tag, the
-same Setup cell installing that release, a Configuration cell with the profile switch, short
-cells, clean committed outputs."""
+"""The lessons' conventions: each notebook built from its source in notebooks/lessons/, title,
+Colab badge from the one REPO_URL at the release tag, the same Setup cell installing that
+release, a Configuration cell with the profile switch, short cells, clean committed outputs."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -28,6 +30,34 @@ def _source(cell: dict) -> str:
 
 def test_the_five_lessons_exist():
     assert [p.stem for p in NOTEBOOKS] == LESSONS
+    assert [p.stem for p in sorted((ROOT / "notebooks" / "lessons").glob("*.py"))] == LESSONS
+
+
+@functools.cache
+def _builder():
+    spec = importlib.util.spec_from_file_location("build", ROOT / "tools" / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _first_difference(found: list[tuple[str, str]], expected: list[tuple[str, str]]) -> str:
+    for index, (cell, wanted) in enumerate(zip(found, expected, strict=False)):
+        if cell != wanted:
+            return f"cell {index} is {cell!r:.80}, its source {wanted!r:.80}"
+    return f"{len(found)} cells, its source {len(expected)}"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_notebook_is_built_from_its_source(name):
+    pytest.importorskip("jupytext")  # a dev requirement, which the Colab replica lacks
+    builder = _builder()
+    cells = builder.lesson_cells(name)  # the source's, with the builder's badge and Setup
+    written = builder.read_source(name)
+    assert written == cells, "stale badge or opening cells: run python tools/build_notebooks.py"
+    committed = builder.notebook_cells(name)
+    difference = _first_difference(committed, cells)
+    assert committed == cells, f"run python tools/build_notebooks.py: {difference}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -1,0 +1,148 @@
+# %% [markdown]
+# # Lesson 1: the LGG brain MRI data
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/pspseg/pspseg/blob/v0.2.0/notebooks/01_data.ipynb)
+#
+# **You will learn**
+#
+# - where the data comes from and how the course finds it
+# - what the three MRI sequences show, and what a tumour mask is
+# - why the split must be by patient, measured
+# - the input pipeline and its augmentation
+
+# %% [markdown]
+# ## Setup
+
+# %%
+# On Colab (or Kaggle) install the course package, once, leaving the runtime's packages as they
+# are; locally `python3 dev.py course` installed it.
+import importlib.metadata
+import os
+import subprocess
+import sys
+
+RELEASE = "0.2.0"  # the release of the course these lessons belong to
+SOURCE = "pspseg @ git+https://github.com/pspseg/pspseg@v0.2.0"
+try:
+    INSTALLED = importlib.metadata.version("pspseg")
+except importlib.metadata.PackageNotFoundError:
+    INSTALLED = None
+if INSTALLED == RELEASE:
+    print(f"pspseg {RELEASE} is installed: nothing to do.")
+elif "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+    print(f"Installing pspseg {RELEASE} and only what this runtime lacks (about a minute) ...")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOURCE], check=True)
+elif INSTALLED is None:
+    raise ModuleNotFoundError("pspseg is missing: run `python3 dev.py course` first")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up log quiet
+from pspseg_utils import course
+
+course.setup_notebook()  # imports TensorFlow quietly, prints versions and the GPU
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import pspseg_utils as ps
+from pspseg_utils import data, visualize
+
+# %% [markdown]
+# ## Configuration
+#
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+
+# %%
+PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
+ROOT = course.project_root()
+DATA_DIR = None  # a kaggle_3m folder; None: $PSPSEG_DATA_DIR, else Kaggle, else synthetic data
+USE_DRIVE = False  # on Colab: True mounts Google Drive and keeps run folders there
+RUN_DIR = course.runs_dir(use_drive=USE_DRIVE) / f"course-{PROFILE}"  # lesson 03's model
+CONFIG = course.train_config(PROFILE)
+SEED = 0
+
+DATA_DIR, SOURCE = data.resolve_data_dir(
+    DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
+)
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
+      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+
+# %% [markdown]
+# ## Getting the data
+# The LGG segmentation dataset (Buda et al. 2019, Kaggle `mateuszbuda/lgg-mri-segmentation`,
+# CC BY-NC-SA 4.0) has 110 patients, 3929 slices. `resolve_data_dir` used your folder if you gave
+# one, else Kaggle if it answers (the dataset is public: `kagglehub` downloads it, a few hundred
+# MB, without a Kaggle account), else it generated a **synthetic** LGG-like dataset: the cell
+# above said which, and why. `find_slices` reads and checks every file once, so problems surface now.
+
+# %%
+records = data.find_slices(DATA_DIR, progress=False)
+summary = data.summarize(records, layout="kaggle")
+print(f"{SOURCE} data: {summary.patients} patients, {summary.slices} slices, "
+      f"{summary.tumour_slices} with tumour ({summary.tumour_slices / summary.slices:.0%})")
+
+# %% [markdown]
+# ## Three MRI sequences, one mask
+# Each slice stacks three co-registered sequences: pre-contrast, FLAIR (where these gliomas
+# show bright) and post-contrast. The mask marks the FLAIR abnormality, drawn by a reader.
+# For 15 of the 110 patients a sequence is missing, and the dataset puts FLAIR in its place: such
+# a patient's slices look grey in the overlay (RGB = the three sequences), where the
+# others are tinted.
+
+# %%
+example = max(records, key=lambda r: r.tumour_pixels)
+image, mask = data.read_image(example.image_path), data.read_mask(example.mask_path)
+visualize.show_channels(image, mask, title=f"{example.patient_id}, slice {example.slice_index}")
+plt.show()
+
+# %% [markdown]
+# ## Statistics
+# Most slices show no tumour, and tumours vary a lot in size: both shape the loss and the
+# metrics of lesson 3.
+
+# %%
+visualize.plot_dataset_statistics(records, title=f"{SOURCE} data: patients, prevalence, sizes")
+plt.show()
+
+# %% [markdown]
+# ## Split by patient, not by slice
+# Neighbouring slices of one patient look almost alike. Split slices at random and the test set
+# holds near-copies of training slices. We measure it with a "model" that can only memorise:
+# it copies the mask of the most similar training slice.
+
+# %%
+for split_name, scores in course.leakage_demo(records, seed=SEED).items():
+    print(f"{split_name:>20}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float)
+                                            else f"{k} {v}" for k, v in scores.items()))
+
+# %% [markdown]
+# Memorising looks like skill under a slice-level split. Our split is by patient, stratified by
+# tumour burden, and seeded; no patient is in two subsets.
+
+# %%
+split = data.split_patients(records, val_fraction=0.15, test_fraction=0.15, seed=SEED)
+print({name: len(patients) for name, patients in split.items()}, "patients")
+
+# %% [markdown]
+# ## The input pipeline
+# Slices are decoded once (`tf.io` cannot read TIFF) and kept in memory; `tf.data` then shuffles,
+# augments (left-right flip, +-10 degree rotation, 0.9-1.1 scale, intensity gain and gamma, and
+# in 15% of slices FLAIR in place of another sequence, as for the patients who lack one),
+# batches and prefetches, all from one seed. The model standardises each slice itself.
+
+# %%
+train_records = data.select_patients(records, split["train"])
+images, masks = data.load_arrays(train_records[:64], image_size=CONFIG.image_size, progress=False)
+index = int(np.argmax(masks.reshape(len(masks), -1).sum(1)))
+stream = data.make_dataset(images[index:index + 1].repeat(5, 0), masks[index:index + 1].repeat(5, 0),
+                           batch_size=5, augment=True, seed=SEED,
+                           missing_sequence_rate=0.5)  # training uses 0.15; 0.5 shows it here
+augmented, augmented_masks = next(iter(stream))
+visualize.show_augmentations([images[index], *augmented.numpy()[1:]],
+                             [masks[index], *augmented_masks.numpy()[1:, ..., 0]])
+plt.show()
+
+# %% [markdown]
+# ## Browse the patients
+# Pick a patient and a slice (in a live notebook; a static figure otherwise).
+
+# %%
+visualize.slice_browser(records)

@@ -1,0 +1,209 @@
+# %% [markdown]
+# # Lesson 2: PSPNet, step by step
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/pspseg/pspseg/blob/v0.2.0/notebooks/02_architecture.ipynb)
+#
+# **You will learn**
+#
+# - what semantic segmentation asks of a network
+# - dilated backbones and the output stride
+# - the pyramid pooling module, built cell by cell
+# - the three backbones' size and speed
+# - why the recipe adds a decoder at stride 4
+
+# %% [markdown]
+# ## Setup
+
+# %%
+# On Colab (or Kaggle) install the course package, once, leaving the runtime's packages as they
+# are; locally `python3 dev.py course` installed it.
+import importlib.metadata
+import os
+import subprocess
+import sys
+
+RELEASE = "0.2.0"  # the release of the course these lessons belong to
+SOURCE = "pspseg @ git+https://github.com/pspseg/pspseg@v0.2.0"
+try:
+    INSTALLED = importlib.metadata.version("pspseg")
+except importlib.metadata.PackageNotFoundError:
+    INSTALLED = None
+if INSTALLED == RELEASE:
+    print(f"pspseg {RELEASE} is installed: nothing to do.")
+elif "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+    print(f"Installing pspseg {RELEASE} and only what this runtime lacks (about a minute) ...")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOURCE], check=True)
+elif INSTALLED is None:
+    raise ModuleNotFoundError("pspseg is missing: run `python3 dev.py course` first")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up log quiet
+from pspseg_utils import course
+
+course.setup_notebook()  # imports TensorFlow quietly, prints versions and the GPU
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import pspseg_utils as ps
+from pspseg_utils import data, visualize
+
+# %% [markdown]
+# ## Configuration
+#
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+
+# %%
+PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
+ROOT = course.project_root()
+DATA_DIR = None  # a kaggle_3m folder; None: $PSPSEG_DATA_DIR, else Kaggle, else synthetic data
+USE_DRIVE = False  # on Colab: True mounts Google Drive and keeps run folders there
+RUN_DIR = course.runs_dir(use_drive=USE_DRIVE) / f"course-{PROFILE}"  # lesson 03's model
+CONFIG = course.train_config(PROFILE)
+SEED = 0
+
+DATA_DIR, SOURCE = data.resolve_data_dir(
+    DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
+)
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
+      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+
+# %% [markdown]
+# ## Semantic segmentation in brief
+# A segmenter labels every pixel. It needs two things that pull apart: fine detail (where is the
+# edge?) and context (is this bright blob a tumour or a vessel?). PSPNet (Zhao et al. 2017) keeps
+# detail with a *dilated* backbone and adds context with *pyramid pooling*.
+
+# %% [markdown]
+# ## Backbone and output stride
+# Classification networks shrink the image 32 times. PSPNet stops shrinking at 8 (the *output
+# stride*) by replacing the last strides with dilated convolutions, which see as far without
+# losing resolution. Here is VGG16 at three output strides, on a 256 x 256 input:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for output_stride in (32, 16, 8):
+    backbone = ps.models.build_backbone("vgg16", input_shape=(256, 256, 3),
+                                        output_stride=output_stride)
+    print(f"output stride {output_stride:>2}: features {backbone.output.shape[1:]}")
+
+# %% [markdown]
+# ## The pyramid pooling module, cell by cell
+# Pool the features into 1x1, 2x2, 3x3 and 6x6 bins, reduce each to a quarter of the channels
+# with a 1x1 convolution, upsample back, and concatenate with the features.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import keras
+from keras import layers
+
+features = keras.Input((32, 32, 512), name="features")
+branches = [features]
+for bins in (1, 2, 3, 6):
+    pooled = ps.models.AdaptiveAveragePooling(bins)(features)
+    reduced = layers.Conv2D(512 // 4, 1, use_bias=False)(pooled)
+    upsampled = layers.Resizing(32, 32, interpolation="bilinear")(reduced)
+    print(f"bins {bins}: pooled {pooled.shape[1:]} -> reduced {reduced.shape[1:]} "
+          f"-> upsampled {upsampled.shape[1:]}")
+    branches.append(upsampled)
+ours = layers.Concatenate()(branches)
+library = ps.models.pyramid_pooling_module(features, bins=(1, 2, 3, 6))
+print("concatenated:", ours.shape[1:], "| library's:", library.shape[1:],
+      "| equal:", ours.shape == library.shape)
+
+# %% [markdown]
+# Feature maps need not divide by the bins: adaptive bins overlap by a pixel where needed. The
+# pooling is a matrix product; for 4 pixels into 3 bins each row averages one bin:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(ps.models.layers.adaptive_pooling_matrix(4, 3))
+
+# %% [markdown]
+# ## Why global context helps
+# A 3x3 convolution at stride 8 sees a few dozen pixels. The 1x1 bin sees the whole slice: the
+# network can tell "bright region inside the brain, one hemisphere" from "bright scalp edge".
+
+# %% [markdown]
+# ## The backbones: size and speed
+# VGG16 is the article's, ResNet50 the paper's, MobileNetV2 the one for laptops, and MobileNetV2
+# at half width (`mobilenetv2_050`) the CPU recipe's, which trains twice as fast again on a CPU
+# (the README's Performance section has the measured table).
+
+# %%
+import time
+
+size = CONFIG.image_size
+batch = np.zeros((1, size, size, 3), np.float32)
+for name in ("vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050"):
+    model = ps.models.build_pspnet((size, size, 3), 1, backbone=name, backbone_weights=None)
+    model.predict(batch, verbose=0)  # build and trace once
+    start = time.perf_counter()
+    model.predict(batch, verbose=0)
+    milliseconds = (time.perf_counter() - start) * 1000
+    print(f"{name:>15}: {model.count_params() / 1e6:5.1f} M parameters, {milliseconds:6.0f} ms "
+          f"per {size}x{size} slice")
+
+# %% [markdown]
+# ## A forward pass on a slice
+# An untrained network outputs noise, but the shapes tell the story: the mask comes back at the
+# input's resolution, one probability of tumour per pixel.
+
+# %%
+records = data.find_slices(DATA_DIR, progress=False)
+example = max(records, key=lambda r: r.tumour_pixels)
+images, _ = data.load_arrays([example], image_size=size, progress=False)
+model = ps.models.build_pspnet((size, size, 3), 1, backbone=CONFIG.backbone,
+                               head_channels=CONFIG.head_channels, backbone_weights=None)
+probabilities = model.predict(images.astype("float32"), verbose=0)
+print("input", images.shape, "-> output", probabilities.shape, f"in [{probabilities.min():.3f}, "
+      f"{probabilities.max():.3f}] (untrained: everything near 0.5)")
+
+# %% [markdown]
+# ## The auxiliary head
+# The paper adds a second, smaller head on the stage before the last (deep supervision): while
+# training, its loss, weighted 0.4, joins the main one and gives early layers a shorter path for
+# their gradients. At inference the model returns the main output only.
+
+# %%
+auxiliary_features, _ = model.get_layer("backbone").output
+main, auxiliary = model(images.astype("float32"), training=True)
+print("training:  main", tuple(main.shape), "+ auxiliary", tuple(auxiliary.shape),
+      "from features", tuple(auxiliary_features.shape[1:]))
+print("inference:", tuple(model(images.astype("float32")).shape))
+
+# %% [markdown]
+# ## The decoder: a finer grid for small tumours
+# At output stride 8 a 128-pixel slice becomes a 16 x 16 grid of features, each cell 8 x 8
+# pixels. A tumour a dozen pixels across covers one or two cells, and upsampling the logits
+# cannot draw its outline: even the true masks, averaged onto that grid and upsampled back,
+# score a per-patient Dice of only 0.81 on the 40 development patients, against 0.93 on a 32 x 32
+# grid (`benchmarks/resolution_ceiling.py`). So the recipe adds DeepLabV3+'s decoder
+# (`skip_channels`): the head's features, upsampled 2x, meet the backbone's stride-4 features
+# reduced to a few channels, and a 3x3 convolution classifies at stride 4. The PSPNet of the paper
+# is `skip_channels=None`.
+
+# %%
+decoder_model = ps.models.build_pspnet((size, size, 3), 1, backbone=CONFIG.backbone,
+                                       head_channels=CONFIG.head_channels,
+                                       skip_channels=CONFIG.skip_channels, backbone_weights=None)
+for name in ("head_dropout", "head_skip_relu", "head_decoder_relu", "head_probabilities"):
+    print(f"{name:>18}: {tuple(decoder_model.get_layer(name).output.shape[1:])}")
+
+# %% [markdown]
+# ## The pooled feature maps
+# What each pyramid branch hands to the classifier: the same slice summarised at four scales
+# (first channel of each branch, before upsampling).
+
+# %%
+names = [f"ppm_pool{bins}_relu" for bins in (1, 2, 3, 6)]
+probe = keras.Model(model.input, [model.get_layer(name).output for name in names])
+figure, axes = plt.subplots(1, 5, figsize=(13, 2.8))
+axes[0].imshow(images[0][..., 1], cmap="gray")
+axes[0].set_title("input (FLAIR)")
+for axis, name, output in zip(axes[1:], names, probe(images.astype("float32"))):
+    output = np.asarray(output, dtype="float32")
+    axis.imshow(output[0, ..., 0], cmap="magma")
+    axis.set_title(name.replace("_relu", ""))
+for axis in axes:
+    axis.set_axis_off()
+figure.suptitle("Pyramid pooling: the slice at 1x1, 2x2, 3x3 and 6x6")
+plt.show()

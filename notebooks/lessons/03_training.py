@@ -1,0 +1,177 @@
+# %% [markdown]
+# # Lesson 3: training
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/pspseg/pspseg/blob/v0.2.0/notebooks/03_training.ipynb)
+#
+# **You will learn**
+#
+# - why class imbalance decides the loss
+# - Dice and IoU, and what empty masks score
+# - checkpoints and auto-resume, shown by interrupting
+# - learning curves, and the article's API
+
+# %% [markdown]
+# ## Setup
+
+# %%
+# On Colab (or Kaggle) install the course package, once, leaving the runtime's packages as they
+# are; locally `python3 dev.py course` installed it.
+import importlib.metadata
+import os
+import subprocess
+import sys
+
+RELEASE = "0.2.0"  # the release of the course these lessons belong to
+SOURCE = "pspseg @ git+https://github.com/pspseg/pspseg@v0.2.0"
+try:
+    INSTALLED = importlib.metadata.version("pspseg")
+except importlib.metadata.PackageNotFoundError:
+    INSTALLED = None
+if INSTALLED == RELEASE:
+    print(f"pspseg {RELEASE} is installed: nothing to do.")
+elif "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+    print(f"Installing pspseg {RELEASE} and only what this runtime lacks (about a minute) ...")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOURCE], check=True)
+elif INSTALLED is None:
+    raise ModuleNotFoundError("pspseg is missing: run `python3 dev.py course` first")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up log quiet
+from pspseg_utils import course
+
+course.setup_notebook()  # imports TensorFlow quietly, prints versions and the GPU
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import pspseg_utils as ps
+from pspseg_utils import data, visualize
+
+# %% [markdown]
+# ## Configuration
+#
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+
+# %%
+PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
+ROOT = course.project_root()
+DATA_DIR = None  # a kaggle_3m folder; None: $PSPSEG_DATA_DIR, else Kaggle, else synthetic data
+USE_DRIVE = False  # on Colab: True mounts Google Drive and keeps run folders there
+RUN_DIR = course.runs_dir(use_drive=USE_DRIVE) / f"course-{PROFILE}"  # lesson 03's model
+CONFIG = course.train_config(PROFILE)
+SEED = 0
+
+DATA_DIR, SOURCE = data.resolve_data_dir(
+    DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
+)
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
+      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+
+# %% [markdown]
+# ## Class imbalance and the loss
+# Tumour is a few percent of the pixels. A network that predicts "no tumour" everywhere gets a
+# low cross-entropy; the Dice loss, which only counts the tumour, does not fall for it.
+
+# %%
+records = data.find_slices(DATA_DIR, progress=False)
+share = sum(r.tumour_pixels for r in records) / (len(records) * 256 * 256)
+print(f"tumour pixels: {share:.2%} of all pixels")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from pspseg_utils import losses
+
+truth = np.zeros((1, 8, 8, 1), np.float32)
+truth[0, 2:4, 2:4] = 1  # 4 tumour pixels of 64
+all_background = np.full_like(truth, 0.05)
+rough_guess = np.where(truth > 0, 0.7, 0.2).astype(np.float32)
+for name, loss in [("BCE", "crossentropy"), ("Dice", "dice"), ("BCE + Dice", "bce_dice")]:
+    fn = losses.get_loss(loss, num_classes=1)
+    print(f"{name:>10}: all background {float(fn(truth, all_background)):.3f}, "
+          f"rough guess {float(fn(truth, rough_guess)):.3f}")
+
+# %% [markdown]
+# We train with BCE + Dice: cross-entropy gives smooth gradients everywhere, Dice keeps the
+# tumour in focus. Training pools the Dice over the batch (`"bce_batch_dice"`, as nnU-Net does
+# for 2D networks): with one Dice per slice, a slice without tumour loses half its Dice to one
+# confident stray pixel, and the network learns to hold back wherever it is unsure. On the real
+# scans the pooled Dice scored higher on the validation patients, on average over three patient
+# splits (`benchmarks/EXPERIMENTS.md`).
+#
+# ## Metrics
+# Dice = 2|T and P| / (|T| + |P|), IoU = |T and P| / |T or P|. A slice with no tumour and no
+# prediction scores 1 (a correct "nothing here").
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from pspseg_utils import metrics
+
+truth = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]])
+prediction = np.array([[1, 1, 1], [0, 0, 0], [0, 0, 0]])
+# tp = 2, fp = 1, fn = 1: Dice = 4 / 6, IoU = 2 / 4
+print(f"Dice {metrics.dice_score(truth, prediction):.3f}, IoU {metrics.iou_score(truth, prediction):.3f}")
+print("empty vs empty:", metrics.dice_score(np.zeros((3, 3)), np.zeros((3, 3))))
+
+# %% [markdown]
+# ## Training, interrupted and resumed
+# `train` checkpoints every epoch into the run folder (atomically: a crash never leaves a broken
+# file) with the optimizer state and the patient split. A tiny time budget stops the first call
+# after one epoch, as a Colab disconnect would; calling `train` again resumes after the last
+# finished epoch, with the same learning-rate plan.
+#
+# A time budget also sizes the run: once an epoch has been timed, `train` plans as many epochs
+# as fit in the budget (at most `epochs`) and lets the learning rate decay to zero over exactly
+# those, so a slow laptop and a fast one both finish their schedule in time. It plans again
+# after each epoch from the median epoch time, so one slow epoch does not decide; after half-way
+# a new plan may only end sooner, so the learning rate never climbs back up near the end.
+#
+# On Colab the `gpu` profile trains for at most 20 minutes, its budget (on a free T4, an estimated
+# 35 of its 60 epochs fit). A runtime that disconnects loses its disk: set `USE_DRIVE = True` in
+# the Configuration cell to keep the run folder on Google Drive, then run this lesson again after
+# a disconnect and `train` resumes where it stopped (skip the cell that starts from scratch).
+
+# %%
+import dataclasses
+import shutil
+from pspseg_utils import training
+
+shutil.rmtree(RUN_DIR, ignore_errors=True)  # this lesson trains from scratch, every time
+print("precision:", training.choose_precision(CONFIG.precision))
+interrupted = dataclasses.replace(CONFIG, time_budget_minutes=0.01)  # stops after one epoch
+first = training.train(DATA_DIR, RUN_DIR, interrupted, progress=False)
+print(f"stopped after epoch {first.epochs_done}; folder: {sorted(p.name for p in RUN_DIR.iterdir())}")
+
+# %%
+result = training.train(DATA_DIR, RUN_DIR, CONFIG, progress=False)
+print(f"{result.epochs_done} epochs done" + (f", stopped by the {result.stopped_early}"
+                                              if result.stopped_early else ""))
+
+# %% [markdown]
+# On a GPU the `gpu` profile trains in mixed precision (bfloat16 or float16, whichever the card
+# has): half the memory, several times the speed. Several GPUs are used together through
+# `tf.distribute.MirroredStrategy`.
+#
+# ## Learning curves
+
+# %%
+visualize.plot_history(RUN_DIR / "log.csv", title=f"{CONFIG.backbone} PSPNet on {SOURCE} data")
+plt.show()
+
+# %% [markdown]
+# ## The article's code, on Keras 3
+# The blog article's `keras_segmentation` code runs with only its import line changed. It reads
+# the `images/` + `masks/` PNG layout, which `data.prepare` writes from the Kaggle layout.
+
+# %%
+article_dir = ROOT / "runs" / f"article-{PROFILE}"
+if not (article_dir / "images").exists():
+    data.prepare(DATA_DIR, article_dir, progress=False)
+shutil.rmtree(article_dir / "ckpts", ignore_errors=True)  # a fresh run each time, as above
+
+from pspseg_utils import keras_segmentation as ks  # was: import keras_segmentation as ks
+
+model = ks.models.pspnet.vgg_pspnet(n_classes=2, input_height=CONFIG.image_size,
+                                    input_width=CONFIG.image_size)
+model.train(train_images=str(article_dir / "images"), train_annotations=str(article_dir / "masks"),
+            checkpoints_path=str(article_dir / "ckpts"), epochs=1, auto_resume_checkpoint=True,
+            steps_per_epoch=2)
+model = ks.predict.model_from_checkpoint_path(str(article_dir / "ckpts"))
+print("restored:", type(model).__name__, "with n_classes =", model.n_classes)

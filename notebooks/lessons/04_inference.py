@@ -1,0 +1,154 @@
+# %% [markdown]
+# # Lesson 4: inference
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/pspseg/pspseg/blob/v0.2.0/notebooks/04_inference.ipynb)
+#
+# **You will learn**
+#
+# - loading a checkpoint
+# - predicting a PNG with the article's `predict`
+# - the effect of the threshold
+# - time per image, export and reload
+
+# %% [markdown]
+# ## Setup
+
+# %%
+# On Colab (or Kaggle) install the course package, once, leaving the runtime's packages as they
+# are; locally `python3 dev.py course` installed it.
+import importlib.metadata
+import os
+import subprocess
+import sys
+
+RELEASE = "0.2.0"  # the release of the course these lessons belong to
+SOURCE = "pspseg @ git+https://github.com/pspseg/pspseg@v0.2.0"
+try:
+    INSTALLED = importlib.metadata.version("pspseg")
+except importlib.metadata.PackageNotFoundError:
+    INSTALLED = None
+if INSTALLED == RELEASE:
+    print(f"pspseg {RELEASE} is installed: nothing to do.")
+elif "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+    print(f"Installing pspseg {RELEASE} and only what this runtime lacks (about a minute) ...")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOURCE], check=True)
+elif INSTALLED is None:
+    raise ModuleNotFoundError("pspseg is missing: run `python3 dev.py course` first")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up log quiet
+from pspseg_utils import course
+
+course.setup_notebook()  # imports TensorFlow quietly, prints versions and the GPU
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import pspseg_utils as ps
+from pspseg_utils import data, visualize
+
+# %% [markdown]
+# ## Configuration
+#
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+
+# %%
+PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
+ROOT = course.project_root()
+DATA_DIR = None  # a kaggle_3m folder; None: $PSPSEG_DATA_DIR, else Kaggle, else synthetic data
+USE_DRIVE = False  # on Colab: True mounts Google Drive and keeps run folders there
+RUN_DIR = course.runs_dir(use_drive=USE_DRIVE) / f"course-{PROFILE}"  # lesson 03's model
+CONFIG = course.train_config(PROFILE)
+SEED = 0
+
+DATA_DIR, SOURCE = data.resolve_data_dir(
+    DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
+)
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
+      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+
+# %% [markdown]
+# ## Loading a checkpoint
+# We use the model lesson 3 saved. Run alone, this lesson first trains a small one (it says what,
+# and for how long): the `gpu` profile's model is lesson 3's to train.
+
+# %%
+from pspseg_utils import inference, training
+
+model, MODEL_DIR = course.ensure_model(RUN_DIR, DATA_DIR, PROFILE)
+records = data.find_slices(DATA_DIR, progress=False)
+test_records = data.select_patients(records, training.load_split(MODEL_DIR)["test"])
+print(f"{len(test_records)} slices of patients the model never saw")
+
+# %% [markdown]
+# ## One PNG, the article's way
+# `predict(model=..., inp=...)` returns a label mask at the image's own resolution.
+
+# %%
+import cv2
+
+from pspseg_utils import keras_segmentation as ks
+
+example = max(test_records, key=lambda r: r.tumour_pixels)
+png = MODEL_DIR / "example.png"
+cv2.imwrite(str(png), data.read_image(example.image_path)[..., ::-1])  # OpenCV writes BGR
+pred_mask = ks.predict.predict(model=model, inp=str(png))
+print(pred_mask.shape, pred_mask.dtype, "labels", np.unique(pred_mask))
+visualize.show_article_figure(data.read_image(png), pred_mask,
+                              title=f"{example.patient_id}, slice {example.slice_index}")
+plt.show()
+
+# %% [markdown]
+# ## A folder at once
+# `predict_dir` writes article-style masks (0/1 PNG) and overlays for every image.
+
+# %%
+patient_dir = example.image_path.parent
+written = inference.predict_dir(model, patient_dir, MODEL_DIR / "predictions", progress=False)
+print(f"{len(written)} masks in {written[0].parent.relative_to(ROOT)}, overlays beside them")
+
+# %% [markdown]
+# ## The threshold
+# The network outputs a probability per pixel; the mask is where it crosses a threshold.
+# Lower finds more tumour and more false alarms; higher, fewer of both. `predict` cuts at 0.5;
+# lesson 5's cleaned-up evaluation cuts lower, at 0.3, and drops the false alarms that adds.
+
+# %%
+from pspseg_utils import metrics
+
+image, truth = data.read_image(example.image_path), data.read_mask(example.mask_path)
+_, probabilities = inference.predict(model, image, return_probabilities=True)
+figure, axes = plt.subplots(1, 4, figsize=(12, 3))
+axes[0].imshow(probabilities[..., 0], cmap="magma", vmin=0, vmax=1)
+axes[0].set_title("P(tumour)")
+for axis, threshold in zip(axes[1:], (0.3, 0.5, 0.7)):
+    mask = (probabilities[..., 0] >= threshold).astype(np.uint8)
+    axis.imshow(inference.overlay(image, mask))
+    axis.set_title(f"threshold {threshold}: Dice {metrics.dice_score(truth, mask):.2f}")
+for axis in axes:
+    axis.set_axis_off()
+figure.suptitle("The threshold's effect on one slice")
+plt.show()
+
+# %% [markdown]
+# ## Time per image
+
+# %%
+import time
+
+inference.predict(model, image)  # warm-up
+start = time.perf_counter()
+for _ in range(5):
+    inference.predict(model, image)
+print(f"{(time.perf_counter() - start) / 5 * 1000:.0f} ms per slice (batch 1, this machine)")
+
+# %% [markdown]
+# ## Export and reload
+# A `.keras` file for Keras users and a TensorFlow SavedModel for serving.
+
+# %%
+from pspseg_utils import export
+
+sizes = export.export(MODEL_DIR, MODEL_DIR / "export")
+print({name: f"{size / 1e6:.1f} MB" for name, size in sizes.items()})
+reloaded = inference.load_model(MODEL_DIR / "export" / "model.keras")
+same = np.array_equal(inference.predict(reloaded, image), inference.predict(model, image))
+print("reloaded model predicts the same mask:", same)
