@@ -39,7 +39,8 @@ METADATA = {  # a new lesson's; a committed notebook keeps its own
     "colab": {"provenance": []},
 }
 
-SETUP = f"""# On Colab (or Kaggle) install the course package, once, leaving the runtime's packages as they
+SETUP = f"""\
+# On Colab (or Kaggle) install the course package, once, leaving the runtime's packages as they
 # are; locally `python3 dev.py course` installed it.
 import importlib.metadata
 import os
@@ -70,7 +71,8 @@ import numpy as np
 import pspseg_utils as ps
 from pspseg_utils import data, visualize"""
 
-CONFIGURATION = """PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
+CONFIGURATION = """\
+PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
 ROOT = course.project_root()
 DATA_DIR = None  # a kaggle_3m folder; None: $PSPSEG_DATA_DIR, else Kaggle, else synthetic data
 USE_DRIVE = False  # on Colab: True mounts Google Drive and keeps run folders there
@@ -81,17 +83,19 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
-print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
-      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")"""
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
+      f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")"""
 
 OPENING = [  # every lesson's cells 1-4, after its title
     ("markdown", "## Setup"),
     ("code", SETUP),
     (
         "markdown",
-        "## Configuration\n\nOne switch, `PROFILE`: `quick` runs in seconds (tests set "
-        "`PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full "
-        "size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.",
+        """## Configuration
+
+One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a
+small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR`
+at the Kaggle data to use real scans.""",
     ),
     ("code", CONFIGURATION),
 ]

@@ -48,7 +48,9 @@ from pspseg_utils import data, visualize
 # %% [markdown]
 # ## Configuration
 #
-# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a
+# small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR`
+# at the Kaggle data to use real scans.
 
 # %%
 PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
@@ -62,8 +64,8 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
-print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
-      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
+      f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
 # %% [markdown]
 # ## Getting the data
@@ -71,7 +73,8 @@ print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
 # CC BY-NC-SA 4.0) has 110 patients, 3929 slices. `resolve_data_dir` used your folder if you gave
 # one, else Kaggle if it answers (the dataset is public: `kagglehub` downloads it, a few hundred
 # MB, without a Kaggle account), else it generated a **synthetic** LGG-like dataset: the cell
-# above said which, and why. `find_slices` reads and checks every file once, so problems surface now.
+# above said which, and why. `find_slices` reads and checks every file once, so problems
+# surface now.
 
 # %%
 records = data.find_slices(DATA_DIR, progress=False)
@@ -132,7 +135,8 @@ print({name: len(patients) for name, patients in split.items()}, "patients")
 train_records = data.select_patients(records, split["train"])
 images, masks = data.load_arrays(train_records[:64], image_size=CONFIG.image_size, progress=False)
 index = int(np.argmax(masks.reshape(len(masks), -1).sum(1)))
-stream = data.make_dataset(images[index:index + 1].repeat(5, 0), masks[index:index + 1].repeat(5, 0),
+stream = data.make_dataset(images[index:index + 1].repeat(5, 0),
+                           masks[index:index + 1].repeat(5, 0),
                            batch_size=5, augment=True, seed=SEED,
                            missing_sequence_rate=0.5)  # training uses 0.15; 0.5 shows it here
 augmented, augmented_masks = next(iter(stream))

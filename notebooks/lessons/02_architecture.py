@@ -49,7 +49,9 @@ from pspseg_utils import data, visualize
 # %% [markdown]
 # ## Configuration
 #
-# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a
+# small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR`
+# at the Kaggle data to use real scans.
 
 # %%
 PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
@@ -63,8 +65,8 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
-print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
-      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
+      f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
 # %% [markdown]
 # ## Semantic segmentation in brief
@@ -199,7 +201,7 @@ probe = keras.Model(model.input, [model.get_layer(name).output for name in names
 figure, axes = plt.subplots(1, 5, figsize=(13, 2.8))
 axes[0].imshow(images[0][..., 1], cmap="gray")
 axes[0].set_title("input (FLAIR)")
-for axis, name, output in zip(axes[1:], names, probe(images.astype("float32"))):
+for axis, name, output in zip(axes[1:], names, probe(images.astype("float32")), strict=True):
     output = np.asarray(output, dtype="float32")
     axis.imshow(output[0, ..., 0], cmap="magma")
     axis.set_title(name.replace("_relu", ""))

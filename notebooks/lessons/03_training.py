@@ -48,7 +48,9 @@ from pspseg_utils import data, visualize
 # %% [markdown]
 # ## Configuration
 #
-# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a
+# small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR`
+# at the Kaggle data to use real scans.
 
 # %%
 PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
@@ -62,8 +64,8 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
-print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
-      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
+      f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
 # %% [markdown]
 # ## Class imbalance and the loss
@@ -107,7 +109,8 @@ from pspseg_utils import metrics
 truth = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]])
 prediction = np.array([[1, 1, 1], [0, 0, 0], [0, 0, 0]])
 # tp = 2, fp = 1, fn = 1: Dice = 4 / 6, IoU = 2 / 4
-print(f"Dice {metrics.dice_score(truth, prediction):.3f}, IoU {metrics.iou_score(truth, prediction):.3f}")
+print(f"Dice {metrics.dice_score(truth, prediction):.3f}, "
+      f"IoU {metrics.iou_score(truth, prediction):.3f}")
 print("empty vs empty:", metrics.dice_score(np.zeros((3, 3)), np.zeros((3, 3))))
 
 # %% [markdown]
@@ -131,13 +134,15 @@ print("empty vs empty:", metrics.dice_score(np.zeros((3, 3)), np.zeros((3, 3))))
 # %%
 import dataclasses
 import shutil
+
 from pspseg_utils import training
 
 shutil.rmtree(RUN_DIR, ignore_errors=True)  # this lesson trains from scratch, every time
 print("precision:", training.choose_precision(CONFIG.precision))
 interrupted = dataclasses.replace(CONFIG, time_budget_minutes=0.01)  # stops after one epoch
 first = training.train(DATA_DIR, RUN_DIR, interrupted, progress=False)
-print(f"stopped after epoch {first.epochs_done}; folder: {sorted(p.name for p in RUN_DIR.iterdir())}")
+print(f"stopped after epoch {first.epochs_done}; "
+      f"folder: {sorted(p.name for p in RUN_DIR.iterdir())}")
 
 # %%
 result = training.train(DATA_DIR, RUN_DIR, CONFIG, progress=False)

@@ -48,7 +48,9 @@ from pspseg_utils import data, visualize
 # %% [markdown]
 # ## Configuration
 #
-# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a
+# small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR`
+# at the Kaggle data to use real scans.
 
 # %%
 PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
@@ -62,8 +64,8 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
-print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
-      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
+      f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
 # %% [markdown]
 # ## Loading a checkpoint
@@ -119,7 +121,7 @@ _, probabilities = inference.predict(model, image, return_probabilities=True)
 figure, axes = plt.subplots(1, 4, figsize=(12, 3))
 axes[0].imshow(probabilities[..., 0], cmap="magma", vmin=0, vmax=1)
 axes[0].set_title("P(tumour)")
-for axis, threshold in zip(axes[1:], (0.3, 0.5, 0.7)):
+for axis, threshold in zip(axes[1:], (0.3, 0.5, 0.7), strict=True):
     mask = (probabilities[..., 0] >= threshold).astype(np.uint8)
     axis.imshow(inference.overlay(image, mask))
     axis.set_title(f"threshold {threshold}: Dice {metrics.dice_score(truth, mask):.2f}")

@@ -48,7 +48,9 @@ from pspseg_utils import data, visualize
 # %% [markdown]
 # ## Configuration
 #
-# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR` at the Kaggle data to use real scans.
+# One switch, `PROFILE`: `quick` runs in seconds (tests set `PSPSEG_QUICK=1`), `cpu` trains a
+# small model in minutes, `gpu` uses real data at full size with mixed precision. Point `DATA_DIR`
+# at the Kaggle data to use real scans.
 
 # %%
 PROFILE = course.resolve_profile("auto")  # "quick" | "cpu" | "gpu"; auto: PSPSEG_QUICK=1 -> quick
@@ -62,8 +64,8 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
-print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; "
-      f"data: {SOURCE}, in {os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
+print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
+      f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
 # %% [markdown]
 # ## Evaluation on held-out patients
@@ -127,7 +129,8 @@ summaries = {
     for name, (tta, largest, threshold) in steps.items()
 }
 summaries[f"mirrored + largest, at {evaluation.CLEAN_UP_THRESHOLD}"] = result.summary  # the default
-pd.DataFrame(summaries).loc[["patient_dice_mean", "patient_dice_median", "slice_dice_mean"]].T.round(3)
+table = pd.DataFrame(summaries).loc[["patient_dice_mean", "patient_dice_median", "slice_dice_mean"]]
+table.T.round(3)
 
 # %% [markdown]
 # A cut-off belongs to the data it was chosen on. On the real scans the lower one found more of
