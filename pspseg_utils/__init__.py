@@ -17,6 +17,7 @@ __version__ = "0.2.0"  # the notebooks install, and open, the tag v<version>: co
 
 _SUBMODULES = (
     "data",
+    "config",
     "recipes",
     "synthetic",
     "models",

@@ -17,14 +17,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pspseg_utils import data, recipes
+from pspseg_utils import config, data, recipes
 from pspseg_utils.runlock import RunFolderBusy
 
-# The keys of models.BACKBONES, spelled out so that `--help` does not wait for Keras to import.
-BACKBONE_NAMES = [
-    "vgg16", "resnet50", "resnet101", "mobilenetv2", "mobilenetv2_050", "mobilenetv2_035"
-]  # fmt: skip
-# evaluation.CLEAN_UP_THRESHOLD, spelled out for the same reason.
+# evaluation.CLEAN_UP_THRESHOLD, spelled out so that `--help` does not wait for Keras to import.
 CLEAN_UP_THRESHOLD = 0.3
 MODEL_HELP = "a .keras file or a run folder (best.keras, else last.keras)"
 
@@ -86,32 +82,13 @@ def _prepare(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from pspseg_utils.training import TrainConfig, default_config, train
 
-    overrides = {
-        "backbone": args.backbone,
-        "image_size": args.image_size,
-        "context_slices": args.context_slices,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.lr,
-        "time_budget_minutes": args.time_budget,
-        "val_fraction": args.val_fraction,
-        "test_fraction": args.test_fraction,
-        "seed": args.seed,
-        "precision": args.precision,
-        "steps_per_epoch": args.steps_per_epoch,
-        "jit_compile": args.xla or None,
-        "aux_loss_weight": args.aux_loss_weight,
-        "skip_channels": args.skip_channels,
-    }
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if args.weights is not None:  # "none" must reach the config as None, so not in overrides
-        given["backbone_weights"] = None if args.weights == "none" else args.weights
-    config = (
+    given = config.from_cli({name: getattr(args, name) for _, name, _ in config.cli_options()})
+    settings = (
         default_config(**given) if not args.quick else TrainConfig(**{**recipes.QUICK, **given})
     )
-    result = train(args.data, args.out, config, resume=not args.no_resume)
+    result = train(args.data, args.out, settings, resume=not args.no_resume)
     how = f", stopped by the {result.stopped_early}" if result.stopped_early else ""
-    split = "test" if config.test_fraction > 0 else "val"
+    split = "test" if settings.test_fraction > 0 else "val"
     print(
         f"Trained {result.epochs_done} epoch(s){how}. Run folder: {args.out}\n"
         f"Next: pspseg evaluate --model {args.out} --data {args.data} --split {split}"
@@ -327,72 +304,8 @@ cross-validation (README, Results). --test-fraction 0.15 holds some out to score
     )
     train.add_argument("--data", type=Path, required=True, help="dataset folder")
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
-    train.add_argument(
-        "--backbone",
-        choices=BACKBONE_NAMES,
-        help="vgg16 (the article's), resnet50, resnet101 (the paper's), mobilenetv2 (fast); "
-        "_050 / _035: MobileNetV2 at width 0.5 / 0.35, faster still",
-    )
-    train.add_argument(
-        "--weights",
-        choices=["imagenet", "none"],
-        help="start the backbone from ImageNet weights (the default with a GPU; downloaded "
-        "once) or from random ones (none: the default without a GPU, and needed with "
-        "--context-slices, or offline unless the weights are cached)",
-    )
-    train.add_argument("--image-size", type=int, help="train at N x N (multiple of 8)")
-    train.add_argument(
-        "--context-slices",
-        type=int,
-        metavar="N",
-        help="also give the network the N slices on each side of each slice, as 6N more "
-        "channels (2.5D); prediction then finds them by file name, <patient>_<n±1>.tif",
-    )
-    train.add_argument("--epochs", type=int, help="epochs to train (at most, with --time-budget)")
-    train.add_argument("--batch-size", type=int, help="images per training step")
-    train.add_argument("--lr", type=float, help="peak learning rate (poly decay, power 0.9)")
-    train.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MIN",
-        help="train for at most MIN minutes (25 without a GPU, 20 with one): after timing an "
-        "epoch, the run shortens itself (and its learning-rate decay) to the epochs that fit, "
-        "and stops cleanly after an epoch",
-    )
-    train.add_argument("--val-fraction", type=float, help="share of patients for validation")
-    train.add_argument(
-        "--test-fraction",
-        type=float,
-        help="share of patients held out for `pspseg evaluate --split test` (default 0)",
-    )
-    train.add_argument(
-        "--seed", type=int, help="seeds the patient split, the weights and the augmentation"
-    )
-    train.add_argument(
-        "--precision",
-        choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-        help="auto (default): mixed_bfloat16 on Ampere or newer GPUs and on CPUs with bfloat16 "
-        "units, mixed_float16 on older GPUs (a T4), float32 elsewhere",
-    )
-    train.add_argument("--steps-per-epoch", type=int, help="default: one pass over the data")
-    train.add_argument(
-        "--aux-loss-weight",
-        type=float,
-        metavar="W",
-        help="weight of the auxiliary head's loss (default 0.4, as in the paper; 0 drops it)",
-    )
-    train.add_argument(
-        "--skip-channels",
-        type=int,
-        metavar="N",
-        help="refine the mask at stride 4 with a decoder that takes this many channels of the "
-        "backbone's stride-4 features (default 32; 0: the paper's PSPNet, no decoder)",
-    )
-    train.add_argument(
-        "--xla",
-        action="store_true",
-        help="compile the training step with XLA (faster on GPUs, slower on CPUs)",
-    )
+    for flag, _, keywords in config.cli_options():  # one flag per TrainConfig setting
+        train.add_argument(flag, **keywords)
     train.add_argument(
         "--no-resume", action="store_true", help="start afresh even if OUT has a checkpoint"
     )

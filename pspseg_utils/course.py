@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pspseg_utils import __version__, data, recipes
+from pspseg_utils.config import TrainConfig
 
 __all__ = [
     "REPO_URL",
@@ -96,8 +97,6 @@ def resolve_profile(requested: str = "auto", *, environ: Mapping[str, str] | Non
 
 def train_config(profile: str, **overrides):
     """The TrainConfig of a profile, with `overrides` applied."""
-    from pspseg_utils.training import TrainConfig
-
     return TrainConfig(**{**PROFILES[profile], **overrides})
 
 

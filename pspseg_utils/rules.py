@@ -9,6 +9,7 @@ A model with one sigmoid output masks tumour or not; a softmax over C classes ma
 from __future__ import annotations
 
 __all__ = [
+    "BACKBONE_NAMES",
     "SEQUENCES",
     "PREDICTION_COLOUR",
     "TRUTH_COLOUR",
@@ -17,6 +18,11 @@ __all__ = [
     "mask_labels",
 ]
 
+# The backbones a PSPNet can have (models.BACKBONES holds how each is built), named here for the
+# command line and the configuration, which must not import Keras to list them.
+BACKBONE_NAMES = (
+    "vgg16", "resnet50", "resnet101", "mobilenetv2", "mobilenetv2_050", "mobilenetv2_035"
+)  # fmt: skip
 # The channel order of every image in the dataset, and so of the model's input.
 SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")
 # RGB of predicted and true tumour in overlays and figures.

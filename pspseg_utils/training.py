@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from pspseg_utils import data, recipes, rules, runlock
+from pspseg_utils.config import CHANGEABLE_ON_RESUME, FIELDS_BEFORE_THEY_EXISTED, TrainConfig
 from pspseg_utils.losses import get_loss
 from pspseg_utils.metrics import DiceCoefficient, IoUCoefficient
 from pspseg_utils.models import build_pspnet
@@ -44,103 +45,6 @@ __all__ = [
     "choose_precision",
     "default_config",
 ]
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved as RUN_DIR/config.json.
-
-    `precision` "auto" picks mixed bfloat16 or float16 on a GPU that supports it and on CPUs with
-    bfloat16 units (AMX / AVX512-BF16), else float32.
-    """
-
-    backbone: str = "mobilenetv2_050"  # the CPU recipe: MobileNetV2 at half width, 2x faster
-    image_size: int = 128
-    # Neighbouring slices on each side given as further channels (data.load_arrays), 0: none.
-    context_slices: int = 0
-    output_stride: int = 8
-    head_channels: int = 128
-    dropout_rate: float = 0.1
-    aux_loss_weight: float = 0.4  # the auxiliary head's share of the loss; 0 drops the head
-    # The stride-4 decoder, its skip reduced to this many channels (0: none). At stride 8 a
-    # 128 px slice is a 16x16 grid, through which even the true masks score a per-patient Dice
-    # of 0.81 (benchmarks/resolution_ceiling.py); with it the recipe scored higher on the
-    # validation patients of three splits (README, Results).
-    skip_channels: int = 32
-    num_classes: int = 1
-    backbone_weights: str | None = None
-    epochs: int = 100  # the CPU recipe stops earlier, when its 25 minutes are up
-    batch_size: int = 16
-    steps_per_epoch: int | None = None
-    learning_rate: float = 2e-3
-    schedule: str = "poly"
-    weight_decay: float = 1e-4
-    ema_momentum: float | None = None  # validate and keep best.keras with averaged weights
-    precise_bn_batches: int = 0  # re-estimate BatchNorm statistics on this many batches
-    # Dice pooled over the batch (nnU-Net's choice for 2D networks): measured better than per
-    # image on the validation patients, on average over three splits (benchmarks/EXPERIMENTS.md).
-    loss: str = "bce_batch_dice"
-    augment: bool = True
-    # FLAIR in place of another sequence in this share of training slices: the dataset does so
-    # for its 15 of 110 patients with a missing sequence (see data.augment_pair).
-    missing_sequence_rate: float = 0.15
-    # Each sequence's contrast bent by a gamma in [1 / max_gamma, max_gamma] (data.augment_pair).
-    max_gamma: float = 1.25
-    tumour_oversampling: float = 0.5
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    precision: str = "auto"
-    jit_compile: bool = False
-    run_eagerly: bool = False
-    time_budget_minutes: float | None = None
-    fit_epochs_to_budget: bool = True  # `epochs` is then an upper bound; see FitScheduleToBudget
-    early_stopping_patience: int | None = None
-    tensorboard: bool = False
-
-    def __post_init__(self):
-        if self.schedule not in ("poly", "cosine", "constant"):
-            raise ValueError(
-                f"schedule must be 'poly', 'cosine' or 'constant', got {self.schedule!r}"
-            )
-        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
-            raise ValueError(
-                "precision must be 'auto', 'float32', 'mixed_float16' or 'mixed_bfloat16', "
-                f"got {self.precision!r}"
-            )
-        for name in ("epochs", "batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.skip_channels < 0:
-            raise ValueError(f"skip_channels must be >= 0, got {self.skip_channels!r}")
-        if self.aux_loss_weight < 0:
-            raise ValueError(f"aux_loss_weight must be >= 0, got {self.aux_loss_weight!r}")
-        if self.ema_momentum is not None and not 0 < self.ema_momentum < 1:
-            raise ValueError(f"ema_momentum must be None or in (0, 1), got {self.ema_momentum!r}")
-        if self.precise_bn_batches < 0:
-            raise ValueError(f"precise_bn_batches must be >= 0, got {self.precise_bn_batches!r}")
-        if not 0 <= self.missing_sequence_rate <= 1:
-            raise ValueError(
-                f"missing_sequence_rate must be in [0, 1], got {self.missing_sequence_rate!r}"
-            )
-        if not self.max_gamma >= 1:
-            raise ValueError(f"max_gamma must be >= 1, got {self.max_gamma!r}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        data.context_offsets(self.context_slices)  # raises ValueError unless an int >= 0
-
-
-# What a run folder written before a field existed trained with (not today's default), so that
-# it resumes the same network and optimizer.
-FIELDS_BEFORE_THEY_EXISTED = {
-    "aux_loss_weight": 0.0,
-    "skip_channels": 0,
-    "context_slices": 0,
-    "ema_momentum": None,
-    "precise_bn_batches": 0,
-    "fit_epochs_to_budget": False,
-    "missing_sequence_rate": 0.0,
-}
 
 
 def default_config(*, gpu: bool | None = None, **overrides) -> TrainConfig:
@@ -700,16 +604,6 @@ def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, str]:
 def load_split(run_dir: str | Path) -> dict[str, list[str]]:
     """Patient ids of train / val / test recorded in RUN_DIR/split.json."""
     return read_json(Path(run_dir) / "split.json")
-
-
-# Settings a resumed run may change: how long it trains, and how its steps run.
-CHANGEABLE_ON_RESUME = {
-    "epochs",
-    "time_budget_minutes",
-    "run_eagerly",
-    "jit_compile",
-    "tensorboard",
-}
 
 
 def _check_resumable(run_dir: Path, config: TrainConfig) -> None:

@@ -3,6 +3,7 @@ exit status when given argv), plus one real `python -m pspseg_utils` subprocess.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from pspseg_utils import cli, data
+from pspseg_utils import cli, config, data, rules
 
 
 def test_synth_writes_a_dataset(tmp_path, capsys):
@@ -133,10 +134,45 @@ def test_python_dash_m_help():
 def test_backbone_choices_are_the_models_backbones():
     from pspseg_utils.models import BACKBONES
 
-    assert list(BACKBONES) == cli.BACKBONE_NAMES
+    assert list(BACKBONES) == list(rules.BACKBONE_NAMES)
 
 
 def test_clean_up_threshold_is_the_evaluations():
     from pspseg_utils import evaluation
 
     assert cli.CLEAN_UP_THRESHOLD == evaluation.CLEAN_UP_THRESHOLD
+
+
+def _train_settings(*flags: str) -> dict:
+    args = cli.build_parser().parse_args(["train", "--data", "d", "--out", "o", *flags])
+    return config.from_cli({name: getattr(args, name) for _, name, _ in config.cli_options()})
+
+
+def test_train_flags_reach_their_settings_and_unset_ones_keep_the_recipes():
+    assert _train_settings() == {}
+    settings = _train_settings(
+        "--lr", "0.01", "--weights", "none", "--xla", "--max-gamma", "2", "--backbone", "vgg16",
+        "--time-budget", "12.5", "--steps-per-epoch", "3",
+    )  # fmt: skip
+    assert settings == {
+        "learning_rate": 0.01, "backbone_weights": None, "jit_compile": True, "max_gamma": 2.0,
+        "backbone": "vgg16", "time_budget_minutes": 12.5, "steps_per_epoch": 3,
+    }  # fmt: skip
+    config.TrainConfig(**settings)  # every flag's value is a valid setting
+
+
+def test_every_declared_setting_has_its_flag_in_train_help(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    shown = capsys.readouterr().out
+    declared = [f for f in dataclasses.fields(config.TrainConfig) if "cli" in f.metadata]
+    assert len(declared) >= 20
+    for flag, _, _ in config.cli_options():
+        assert f"{flag} " in shown or f"{flag}\n" in shown
+
+
+def test_a_backbone_flag_outside_the_choices_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _train_settings("--backbone", "resnet18")
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'resnet18'" in capsys.readouterr().err

@@ -1,6 +1,6 @@
-"""The package's imports flow one way: data -> models -> losses/metrics -> training -> inference
--> evaluation -> cli, with keras_segmentation's API on top, so each layer can be read, tested
-and changed without the ones above it. Function-level imports count too."""
+"""The package's imports flow one way: data -> config -> models -> losses/metrics -> training ->
+inference -> evaluation -> cli, with keras_segmentation's API on top, so each layer can be read,
+tested and changed without the ones above it. Function-level imports count too."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pspseg_utils"
 LAYERS = [
     {"rules", "recipes", "runlock", "synthetic"},
     {"data"},
+    {"config"},
     {"models"},
     {"losses", "metrics"},
     {"training"},
