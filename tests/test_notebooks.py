@@ -60,6 +60,18 @@ def test_notebook_is_built_from_its_source(name):
     assert committed == cells, f"run python tools/build_notebooks.py: {difference}"
 
 
+@pytest.mark.parametrize("name", LESSONS)
+def test_cell_tags_are_the_sources(name):
+    """Cell tags (nbval's "nbval-check-output") are written in the source's `# %% tags=[...]`
+    line; the builder keeps a notebook cell's metadata only while its source is unchanged."""
+    jupytext = pytest.importorskip("jupytext")
+    source = jupytext.read(ROOT / "notebooks" / "lessons" / f"{name}.py", fmt="py:percent")
+    wanted = [cell.metadata.get("tags", []) for cell in source.cells]
+    notebook = _cells(ROOT / "notebooks" / f"{name}.ipynb")
+    found = [cell.get("metadata", {}).get("tags", []) for cell in notebook]
+    assert found == wanted, f"notebooks/{name}.ipynb: set its cells' tags as its source has them"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_opening_title_badge_setup_configuration(path):
     cells = _cells(path)
@@ -100,10 +112,16 @@ def test_committed_outputs_are_clean(path):
                 assert machine_path not in text, f"machine path {machine_path} in {path.name}"
             assert "Traceback" not in text
             assert text.count("Warning") <= 2, f"a wall of warnings in {path.name}"
+            shown = text + "".join(output.get("data", {}).get("text/plain", ""))
+            assert not re.search(r"\| *\d+/\d+ \[", shown), f"a progress bar in {path.name}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_some_outputs_are_checked_by_nbval(path):
-    sources = [_source(c) for c in _cells(path) if c["cell_type"] == "code"]
+    """By the cell tag nbval-check-output, not by a test marker in the code students read."""
+    code = [c for c in _cells(path) if c["cell_type"] == "code"]
+    for cell in code:
+        assert not re.search(r"^\s*#\s*(NBVAL|PYTEST_VALIDATE)_", _source(cell), re.MULTILINE)
+    checked = [c for c in code if "nbval-check-output" in c.get("metadata", {}).get("tags", [])]
     if path.stem in ("02_architecture", "03_training"):
-        assert any(s.startswith("# NBVAL_CHECK_OUTPUT") for s in sources)
+        assert checked

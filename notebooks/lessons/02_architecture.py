@@ -80,8 +80,7 @@ print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: 
 # stride*) by replacing the last strides with dilated convolutions, which see as far without
 # losing resolution. Here is VGG16 at three output strides, on a 256 x 256 input:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for output_stride in (32, 16, 8):
     backbone = ps.models.build_backbone("vgg16", input_shape=(256, 256, 3),
                                         output_stride=output_stride)
@@ -92,8 +91,7 @@ for output_stride in (32, 16, 8):
 # Pool the features into 1x1, 2x2, 3x3 and 6x6 bins, reduce each to a quarter of the channels
 # with a 1x1 convolution, upsample back, and concatenate with the features.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 import keras
 from keras import layers
 
@@ -115,8 +113,7 @@ print("concatenated:", ours.shape[1:], "| library's:", library.shape[1:],
 # Feature maps need not divide by the bins: adaptive bins overlap by a pixel where needed. The
 # pooling is a matrix product; for 4 pixels into 3 bins each row averages one bin:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(ps.models.layers.adaptive_pooling_matrix(4, 3))
 
 # %% [markdown]
@@ -127,27 +124,50 @@ print(ps.models.layers.adaptive_pooling_matrix(4, 3))
 # %% [markdown]
 # ## The backbones: size and speed
 # VGG16 is the article's, ResNet50 the paper's, MobileNetV2 the one for laptops, and MobileNetV2
-# at half width (`mobilenetv2_050`) the CPU recipe's, which trains twice as fast again on a CPU
-# (the README's Performance section has the measured table).
+# at half width (`mobilenetv2_050`) the CPU recipe's. The cell builds each as a PSPNet at this
+# profile's size and times two things on this machine, in float32, after a first call that
+# traces the graph: a prediction of one slice, and a training step (forward, backward and update)
+# on a batch of 8. A single run on a shared machine is a rough guide: timings vary by tens of
+# percent from run to run (README, Performance).
 
 # %%
 import time
 
+
+def milliseconds(step, *arguments, repeats=2):
+    """Time `step(*arguments)`, once it has been called (and traced) a first time."""
+    step(*arguments)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step(*arguments)
+    return (time.perf_counter() - start) / repeats * 1000
+
+
 size = CONFIG.image_size
-batch = np.zeros((1, size, size, 3), np.float32)
+rng = np.random.default_rng(SEED)
+slices = (rng.random((8, size, size, 3)) * 255).astype(np.float32)
+masks = (rng.random((8, size, size, 1)) > 0.9).astype(np.float32)
 for name in ("vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050"):
     model = ps.models.build_pspnet((size, size, 3), 1, backbone=name, backbone_weights=None)
-    model.predict(batch, verbose=0)  # build and trace once
-    start = time.perf_counter()
-    model.predict(batch, verbose=0)
-    milliseconds = (time.perf_counter() - start) * 1000
-    print(f"{name:>15}: {model.count_params() / 1e6:5.1f} M parameters, {milliseconds:6.0f} ms "
-          f"per {size}x{size} slice")
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    predicting = milliseconds(model.predict_on_batch, slices[:1])
+    training_step = milliseconds(model.train_on_batch, slices, masks)
+    print(f"{name:>15}: {model.count_params() / 1e6:4.1f} M parameters; {predicting:5.0f} ms to "
+          f"predict one slice, {training_step:5.0f} ms a training step of 8")
+
+# %% [markdown]
+# Here the half-width MobileNetV2 is the fastest of the four at both; by how much it beats the
+# full width differs between the two measures, and from run to run. The README's Performance
+# section measured training throughput with more care (`benchmarks/throughput.py`, several timed
+# steps): there `mobilenetv2_050` trains about twice as fast as `mobilenetv2` (115 against 59.6
+# slices a second at 128 px, batch 16, without the decoder, on an AMD EPYC in mixed bfloat16).
 
 # %% [markdown]
 # ## A forward pass on a slice
-# An untrained network outputs noise, but the shapes tell the story: the mask comes back at the
-# input's resolution, one probability of tumour per pixel.
+# The shapes tell the story: the mask comes back at the input's resolution, one probability of
+# tumour per pixel. What an untrained network says is not noise but P = 0.5 everywhere: its
+# classifier's logits (the values the final sigmoid turns into probabilities) are all close to 0,
+# and sigmoid(0) = 0.5.
 
 # %%
 records = data.find_slices(DATA_DIR, progress=False)
@@ -157,7 +177,22 @@ model = ps.models.build_pspnet((size, size, 3), 1, backbone=CONFIG.backbone,
                                head_channels=CONFIG.head_channels, backbone_weights=None)
 probabilities = model.predict(images.astype("float32"), verbose=0)
 print("input", images.shape, "-> output", probabilities.shape, f"in [{probabilities.min():.3f}, "
-      f"{probabilities.max():.3f}] (untrained: everything near 0.5)")
+      f"{probabilities.max():.3f}]")
+names = ("head_dropout", "head_classifier")  # what the classifier reads, what it outputs
+features, logits = keras.Model(model.input, [model.get_layer(n).output for n in names])(
+    images.astype("float32"))
+print(f"features into the classifier: standard deviation {np.std(features):.2g}; "
+      f"logits within +-{np.max(np.abs(logits)):.2g}")
+
+# %% [markdown]
+# Why so close to 0: the signal all but vanishes on its way through the untrained network, as the
+# spread of the classifier's input shows. Keras starts each convolution from random weights drawn
+# by Glorot's rule, which was worked out for layers without a ReLU, and each ReLU drops the
+# negative half of the signal, so it shrinks layer after layer. BatchNorm could scale it up, but at
+# inference it uses its running statistics, still at their starting values (mean 0, variance 1),
+# so it passes the signal on unchanged. After dozens of layers next to nothing is left, the logits
+# are near 0 whatever the slice, and the output is 0.5 everywhere. Training changes both: there
+# BatchNorm normalises each batch by its own statistics, and the weights learn.
 
 # %% [markdown]
 # ## The auxiliary head

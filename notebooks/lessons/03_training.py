@@ -69,16 +69,16 @@ print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: 
 
 # %% [markdown]
 # ## Class imbalance and the loss
-# Tumour is a few percent of the pixels. A network that predicts "no tumour" everywhere gets a
-# low cross-entropy; the Dice loss, which only counts the tumour, does not fall for it.
+# Tumour covers a small share of the pixels (the next cell counts it). A network that predicts
+# "no tumour" everywhere gets a low cross-entropy; the Dice loss, which only counts the tumour,
+# does not fall for it.
 
 # %%
 records = data.find_slices(DATA_DIR, progress=False)
 share = sum(r.tumour_pixels for r in records) / (len(records) * 256 * 256)
 print(f"tumour pixels: {share:.2%} of all pixels")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 from pspseg_utils import losses
 
 truth = np.zeros((1, 8, 8, 1), np.float32)
@@ -102,8 +102,7 @@ for name, loss in [("BCE", "crossentropy"), ("Dice", "dice"), ("BCE + Dice", "bc
 # Dice = 2|T and P| / (|T| + |P|), IoU = |T and P| / |T or P|. A slice with no tumour and no
 # prediction scores 1 (a correct "nothing here").
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 from pspseg_utils import metrics
 
 truth = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]])
@@ -127,9 +126,10 @@ print("empty vs empty:", metrics.dice_score(np.zeros((3, 3)), np.zeros((3, 3))))
 # a new plan may only end sooner, so the learning rate never climbs back up near the end.
 #
 # On Colab the `gpu` profile trains for at most 20 minutes, its budget (on a free T4, an estimated
-# 35 of its 60 epochs fit). A runtime that disconnects loses its disk: set `USE_DRIVE = True` in
-# the Configuration cell to keep the run folder on Google Drive, then run this lesson again after
-# a disconnect and `train` resumes where it stopped (skip the cell that starts from scratch).
+# 35 of its 60 epochs fit: README, Run on Colab). A runtime that disconnects loses its disk: set
+# `USE_DRIVE = True` in the Configuration cell to keep the run folder on Google Drive, then run
+# this lesson again after a disconnect and `train` resumes where it stopped (skip the cell that
+# starts from scratch).
 
 # %%
 import dataclasses
@@ -150,9 +150,13 @@ print(f"{result.epochs_done} epochs done" + (f", stopped by the {result.stopped_
                                               if result.stopped_early else ""))
 
 # %% [markdown]
-# On a GPU the `gpu` profile trains in mixed precision (bfloat16 or float16, whichever the card
-# has): half the memory, several times the speed. Several GPUs are used together through
-# `tf.distribute.MirroredStrategy`.
+# The `precision` line above says how this machine trained. Mixed precision computes in 16-bit
+# floats and keeps the weights in float32: activations take half the memory, and the matrix
+# products run faster where the hardware has 16-bit units. `choose_precision("auto")` picks it
+# wherever they exist: on a GPU (bfloat16 on recent cards, float16 on older ones such as Colab's
+# T4), and on a CPU with bfloat16 units (Intel's AMX, or AVX-512 BF16), where `mixed_bfloat16`
+# trains too; anywhere else, float32. The README's Performance section compares CPUs with and
+# without such units. Several GPUs are used together through `tf.distribute.MirroredStrategy`.
 #
 # ## Learning curves
 
@@ -164,6 +168,11 @@ plt.show()
 # ## The article's code, on Keras 3
 # The blog article's `keras_segmentation` code runs with only its import line changed. It reads
 # the `images/` + `masks/` PNG layout, which `data.prepare` writes from the Kaggle layout.
+#
+# The article's `vgg_pspnet` starts from ImageNet weights, which Keras downloads on first use.
+# On a machine without internet access, such as the one that ran this copy of the lesson, the
+# download fails: a warning says so, and the model trains from random weights instead. On Colab
+# the download succeeds and no warning appears.
 
 # %%
 article_dir = ROOT / "runs" / f"article-{PROFILE}"

@@ -82,7 +82,8 @@ model, MODEL_DIR = course.ensure_model(RUN_DIR, DATA_DIR, PROFILE)
 records = data.find_slices(DATA_DIR, progress=False)
 test_records = data.select_patients(records, training.load_split(MODEL_DIR)["test"])
 result = evaluation.evaluate(model, test_records, progress=False)
-pd.Series(result.summary).round(3).to_frame("value")
+pd.Series({name: value if isinstance(value, int) else round(value, 3)  # counts stay integers
+           for name, value in result.summary.items()}, dtype=object).to_frame("value")
 
 # %% [markdown]
 # ## Per patient
@@ -97,9 +98,10 @@ plt.show()
 
 # %% [markdown]
 # ## Against the published numbers
-# Buda et al. report a mean per-volume Dice of **82%** (83.6% mean, 87.3% median in 22-fold
-# cross-validation); two human readers agree at about **84%**. Those are on the real scans with a
-# U-Net trained for hours on a GPU.
+# Buda et al. (2019) report a mean per-volume Dice of **82%** for their U-Net. An earlier account
+# of the same work, on Buda's blog (mateuszbuda.github.io, December 2017), gave 83.6% mean and
+# 87.3% median in 22-fold cross-validation, and put two expert human readers' agreement at about
+# **84%**. Those are on the real scans, with a U-Net trained for hours on a GPU.
 
 # %%
 print(f"This run: mean per-patient Dice {result.summary['patient_dice_mean']:.3f}, median "
@@ -141,17 +143,27 @@ table.T.round(3)
 
 # %% [markdown]
 # ## Best and worst patients
-# Each patient's largest tumour slice, truth in green, prediction in red.
+# The patients with the highest and the lowest Dice, each at their slice with the most tumour,
+# predicted as `evaluate` scored them: cleaned up (mirrored, cut at 0.3, the largest region of
+# the patient's volume kept). Truth in green, prediction in red. Each title gives the patient's
+# Dice over all their slices, then this slice's own Dice.
 
 # %%
+from pspseg_utils import metrics
+
 ranked = patients.sort_values("dice")
 for patient in (ranked.index[-1], ranked.index[0]):
-    slices = [r for r in test_records if r.patient_id == patient]
-    chosen = max(slices, key=lambda r: r.tumour_pixels)
+    volume = sorted((r for r in test_records if r.patient_id == patient),
+                    key=lambda r: r.slice_index)
+    masks = inference.predict(model, [r.image_path for r in volume], tta=True,
+                              threshold=evaluation.CLEAN_UP_THRESHOLD)
+    masks = inference.largest_component(np.stack(masks))  # over the volume, as evaluate does
+    position = max(range(len(volume)), key=lambda index: volume[index].tumour_pixels)
+    chosen, mask = volume[position], masks[position]
     image, truth = data.read_image(chosen.image_path), data.read_mask(chosen.mask_path)
-    visualize.show_prediction(image, truth, inference.predict(model, image),
-                              title=f"{patient}, slice {chosen.slice_index}",
-                              dice=patients.loc[patient, "dice"])
+    visualize.show_prediction(image, truth, mask, title=(
+        f"{patient}: patient Dice {patients.loc[patient, 'dice']:.2f} over {len(volume)} slices; "
+        f"slice {chosen.slice_index}: Dice {metrics.dice_score(truth, mask):.2f}"))
     plt.show()
 
 # %% [markdown]
