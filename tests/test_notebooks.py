@@ -60,10 +60,20 @@ def test_notebook_is_built_from_its_source(name):
     assert committed == cells, f"run python tools/build_notebooks.py: {difference}"
 
 
+def test_a_rebuilt_source_keeps_its_cells_and_their_tags(tmp_path, monkeypatch):
+    pytest.importorskip("jupytext")
+    builder = _builder()
+    cells = builder.read_source("02_architecture")
+    assert ("nbval-check-output",) in [tags for _, _, tags in cells]
+    monkeypatch.setattr(builder, "SOURCES", tmp_path)
+    builder.write_source("02_architecture", cells)
+    assert builder.read_source("02_architecture") == cells
+
+
 @pytest.mark.parametrize("name", LESSONS)
 def test_cell_tags_are_the_sources(name):
     """Cell tags (nbval's "nbval-check-output") are written in the source's `# %% tags=[...]`
-    line; the builder keeps a notebook cell's metadata only while its source is unchanged."""
+    line, and the builder writes them into the notebook's cells."""
     jupytext = pytest.importorskip("jupytext")
     source = jupytext.read(ROOT / "notebooks" / "lessons" / f"{name}.py", fmt="py:percent")
     wanted = [cell.metadata.get("tags", []) for cell in source.cells]

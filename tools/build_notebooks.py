@@ -112,16 +112,22 @@ def lessons() -> list[str]:
     return sorted(path.stem for path in SOURCES.glob("[0-9]*.py"))
 
 
-def read_source(name: str) -> list[tuple[str, str]]:
-    """The cells of notebooks/lessons/<name>.py as written: (cell type, source) in order."""
-    notebook = jupytext.reads((SOURCES / f"{name}.py").read_text(), fmt="py:percent")
-    return [(cell.cell_type, cell.source) for cell in notebook.cells]
+Cell = tuple  # (cell type, source, tags): tags such as nbval's "nbval-check-output", or ()
 
 
-def lesson_cells(name: str) -> list[tuple[str, str]]:
+def _cells_of(notebook: nbformat.NotebookNode) -> list[Cell]:
+    return [(c.cell_type, c.source, tuple(c.metadata.get("tags", ()))) for c in notebook.cells]
+
+
+def read_source(name: str) -> list[Cell]:
+    """The cells of notebooks/lessons/<name>.py as written, in order."""
+    return _cells_of(jupytext.reads((SOURCES / f"{name}.py").read_text(), fmt="py:percent"))
+
+
+def lesson_cells(name: str) -> list[Cell]:
     """The lesson's cells: its source's, with the badge and the opening cells made here."""
     cells = read_source(name)
-    kinds = [kind for kind, _ in cells[: len(OPENING) + 1]]
+    kinds = [cell[0] for cell in cells[: len(OPENING) + 1]]
     title = cells[0][1] if cells else ""
     if kinds != ["markdown", *(kind for kind, _ in OPENING)] or not title.startswith("# "):
         raise ValueError(
@@ -131,26 +137,28 @@ def lesson_cells(name: str) -> list[tuple[str, str]]:
     title, found = re.subn(r"^\[!\[Open In Colab\]\(.*$", badge(name), title, flags=re.M)
     if found != 1:
         raise ValueError(f"{SOURCES / name}.py: its title cell needs one Colab badge line")
-    return [("markdown", title), *OPENING, *cells[len(OPENING) + 1 :]]
+    opening = [(kind, text, ()) for kind, text in OPENING]
+    return [("markdown", title, cells[0][2]), *opening, *cells[len(OPENING) + 1 :]]
 
 
-def write_source(name: str, cells: list[tuple[str, str]]) -> None:
-    notebook = nbformat.v4.new_notebook(cells=[new_cell(kind, text) for kind, text in cells])
+def write_source(name: str, cells: list[Cell]) -> None:
+    notebook = nbformat.v4.new_notebook(cells=[new_cell(*cell) for cell in cells])
     notebook.metadata["jupytext"] = {"notebook_metadata_filter": "-all"}
-    notebook.metadata["jupytext"]["cell_metadata_filter"] = "-all"
+    notebook.metadata["jupytext"]["cell_metadata_filter"] = "tags,-all"
     (SOURCES / f"{name}.py").write_text(jupytext.writes(notebook, fmt="py:percent"))
 
 
-def new_cell(kind: str, text: str) -> nbformat.NotebookNode:
-    if kind == "code":
-        return nbformat.v4.new_code_cell(text)
-    return nbformat.v4.new_markdown_cell(text)
+def new_cell(kind: str, text: str, tags: tuple = ()) -> nbformat.NotebookNode:
+    new = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+    cell = new(text)
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
 
 
-def notebook_cells(name: str) -> list[tuple[str, str]]:
-    """The cells of the committed notebooks/<name>.ipynb: (cell type, source) in order."""
-    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    return [(cell.cell_type, cell.source) for cell in notebook.cells]
+def notebook_cells(name: str) -> list[Cell]:
+    """The cells of the committed notebooks/<name>.ipynb, in order."""
+    return _cells_of(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4))
 
 
 def build(name: str) -> nbformat.NotebookNode:
@@ -160,13 +168,15 @@ def build(name: str) -> nbformat.NotebookNode:
     path = NOTEBOOKS / f"{name}.ipynb"
     old = nbformat.read(path, as_version=4) if path.exists() else None
     notebook = nbformat.v4.new_notebook(metadata=old.metadata if old else METADATA)
-    for index, (kind, text) in enumerate(lesson_cells(name)):
-        cell = new_cell(kind, text)
+    for index, (kind, text, tags) in enumerate(lesson_cells(name)):
+        cell = new_cell(kind, text, tags)
         before = old.cells[index] if old and index < len(old.cells) else None
         if before is not None and before.cell_type == kind:
             cell.id = before.get("id", cell.id)  # so that a diff shows the cell changed in place
             if before.source == text:
-                cell.metadata = before.metadata
+                cell.metadata = {**before.metadata, **cell.metadata}
+                if not tags:
+                    cell.metadata.pop("tags", None)  # the source's tags, not the old ones
                 if kind == "code":
                     cell.outputs, cell.execution_count = before.outputs, before.execution_count
         notebook.cells.append(cell)
