@@ -22,6 +22,7 @@ __all__ = [
     "TrainConfig",
     "cli_options",
     "from_cli",
+    "model_settings",
 ]
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -38,11 +39,13 @@ def setting(
     metavar: str | None = None,
     on_resume: bool = False,
     before: Any = _NOT_GIVEN,
+    model: bool = False,
 ):
     """A TrainConfig field: `cli` is its `pspseg train` help (None: no flag), `flag` the flag
     (default --field-name), `on_resume` whether a resumed run may change it, `before` the value
-    run folders that predate the field trained with."""
-    metadata = {"on_resume": on_resume}
+    run folders that predate the field trained with, `model` whether it is an argument of
+    `models.PSPNet` of the same name (passed on by `model_settings`)."""
+    metadata = {"on_resume": on_resume, "model": model}
     if cli is not None:
         metadata["cli"] = {"help": cli, "flag": flag, "choices": choices, "metavar": metavar}
     if before is not _NOT_GIVEN:
@@ -64,6 +67,7 @@ class TrainConfig:
         cli="vgg16 (the article's), resnet50, resnet101 (the paper's), mobilenetv2 (fast); "
         "_050 / _035: MobileNetV2 at width 0.5 / 0.35, faster still",
         choices=rules.BACKBONE_NAMES,
+        model=True,
     )
     image_size: int = setting(128, cli="train at N x N (a multiple of 8)", metavar="N")
     # Neighbouring slices on each side given as further channels (data.load_arrays), 0: none.
@@ -74,15 +78,20 @@ class TrainConfig:
         metavar="N",
         before=0,
     )
-    output_stride: int = setting(8, cli="the backbone's output stride: 8 (the paper's), 16 or 32")
-    head_channels: int = setting(128, cli="channels of the segmentation head", metavar="N")
-    dropout_rate: float = setting(0.1, cli="dropout before the classifier", metavar="P")
+    output_stride: int = setting(
+        8, cli="the backbone's output stride: 8 (the paper's), 16 or 32", model=True
+    )
+    head_channels: int = setting(
+        128, cli="channels of the segmentation head", metavar="N", model=True
+    )
+    dropout_rate: float = setting(0.1, cli="dropout before the classifier", metavar="P", model=True)
     # The auxiliary head's share of the loss; 0 drops the head.
     aux_loss_weight: float = setting(
         0.4,
         cli="weight of the auxiliary head's loss (0.4, as in the paper; 0 drops the head)",
         metavar="W",
         before=0.0,
+        model=True,
     )
     # The stride-4 decoder, its skip reduced to this many channels (0: none). At stride 8 a
     # 128 px slice is a 16x16 grid, through which even the true masks score a per-patient Dice
@@ -94,8 +103,9 @@ class TrainConfig:
         "backbone's stride-4 features (32; 0: the paper's PSPNet, no decoder)",
         metavar="N",
         before=0,
+        model=True,
     )
-    num_classes: int = 1
+    num_classes: int = setting(1, model=True)
     backbone_weights: str | None = setting(
         None,
         cli="start the backbone from ImageNet weights (the default with a GPU; downloaded once) "
@@ -103,6 +113,7 @@ class TrainConfig:
         "--context-slices, or offline unless the weights are cached)",
         flag="--weights",
         choices=("imagenet", "none"),
+        model=True,
     )
     # The CPU recipe stops earlier, when its 25 minutes are up.
     epochs: int = setting(
@@ -210,6 +221,12 @@ FIELDS_BEFORE_THEY_EXISTED = {
 }
 # Settings a resumed run may change: how long it trains, and how its steps run.
 CHANGEABLE_ON_RESUME = {f.name for f in _FIELDS if f.metadata.get("on_resume")}
+MODEL_SETTINGS = tuple(f.name for f in _FIELDS if f.metadata.get("model"))
+
+
+def model_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings that are `models.PSPNet` arguments, by name: what `training.train` builds."""
+    return {name: getattr(config, name) for name in MODEL_SETTINGS}
 
 
 def cli_options() -> list[tuple[str, str, dict]]:

@@ -41,13 +41,7 @@ INSTALL_SOURCE = f"pspseg @ git+{REPO_URL}@{RELEASE_TAG}"
 DRIVE_RUNS = Path("/content/drive/MyDrive/pspseg/runs")
 
 # quick: seconds, for tests (PSPSEG_QUICK=1); cpu: a laptop, minutes; gpu: real data, full size.
-PROFILES: dict[str, dict] = {
-    "quick": recipes.QUICK,
-    "cpu": dict(
-        backbone="mobilenetv2_050", image_size=128, epochs=10, batch_size=16, time_budget_minutes=6
-    ),  # fmt: skip
-    "gpu": recipes.GPU,
-}
+PROFILES: dict[str, dict] = recipes.COURSE
 
 
 def project_root() -> Path:

@@ -34,3 +34,14 @@ GPU = dict(
     time_budget_minutes=20.0,
     **SHIPPED,
 )
+
+# The course's profiles (course.resolve_profile picks one). The lessons keep 15% of the patients
+# out of training (TrainConfig's default) so that lessons 4 and 5 show patients the model never
+# saw; "cpu" is a laptop's few minutes, "gpu" the GPU recipe.
+COURSE = {
+    "quick": QUICK,
+    "cpu": dict(
+        backbone="mobilenetv2_050", image_size=128, epochs=10, batch_size=16, time_budget_minutes=6
+    ),  # fmt: skip
+    "gpu": {**GPU, "test_fraction": 0.15},
+}

@@ -30,7 +30,12 @@ import keras
 import numpy as np
 
 from pspseg_utils import data, recipes, rules, runlock
-from pspseg_utils.config import CHANGEABLE_ON_RESUME, FIELDS_BEFORE_THEY_EXISTED, TrainConfig
+from pspseg_utils.config import (
+    CHANGEABLE_ON_RESUME,
+    FIELDS_BEFORE_THEY_EXISTED,
+    TrainConfig,
+    model_settings,
+)
 from pspseg_utils.losses import get_loss
 from pspseg_utils.metrics import DiceCoefficient, IoUCoefficient
 from pspseg_utils.models import build_pspnet
@@ -700,15 +705,7 @@ def train(
         # Built before the data is read: a size the network cannot take, or ImageNet weights
         # that cannot be downloaded, fail in seconds and before anything is written.
         model = build_pspnet(
-            (config.image_size, config.image_size, channels),
-            config.num_classes,
-            backbone=config.backbone,
-            output_stride=config.output_stride,
-            head_channels=config.head_channels,
-            dropout_rate=config.dropout_rate,
-            aux_loss_weight=config.aux_loss_weight or None,
-            skip_channels=config.skip_channels or None,
-            backbone_weights=config.backbone_weights,
+            (config.image_size, config.image_size, channels), **model_settings(config)
         )
         mask_labels = rules.mask_labels(config.num_classes)
         records = data.find_slices(data_dir, num_classes=mask_labels, progress=progress)

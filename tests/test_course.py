@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import TINY_TRAINING as TINY
 
-from pspseg_utils import __version__, course, training
+from pspseg_utils import __version__, course, data, training
 
 
 def test_the_install_source_is_the_release_tag_of_the_package_version():
@@ -88,3 +88,12 @@ def test_full_trains_the_profiles_own_model(tiny_profiles, tiny_kaggle_dir, tmp_
     model, folder = course.ensure_model(tmp_path / "course-gpu", tiny_kaggle_dir, "gpu", full=True)
     assert folder == tmp_path / "course-gpu" and model.backbone_name == "vgg16"
     assert "training the vgg16 at 48 px now, 2 epochs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("profile", ["quick", "cpu", "gpu"])
+def test_every_profile_keeps_patients_out_for_lessons_4_and_5(profile, tiny_records):
+    config = course.train_config(profile)
+    split = data.split_patients(
+        tiny_records, val_fraction=config.val_fraction, test_fraction=config.test_fraction
+    )
+    assert split["test"] and not set(split["test"]) & set(split["train"])

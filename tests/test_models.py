@@ -337,10 +337,15 @@ def test_without_auxiliary_head_there_is_one_output_and_no_aux_layers():
     assert tuple(model(_images(), training=True).shape) == (2, HEIGHT, WIDTH, 1)
 
 
-@pytest.mark.parametrize("weight", [0, -0.4])
-def test_aux_loss_weight_must_be_none_or_positive(weight):
-    with pytest.raises(ValueError, match=rf"aux_loss_weight must be None or > 0, got {weight}"):
-        _build("vgg16", aux_loss_weight=weight)
+def test_aux_loss_weight_must_be_none_or_not_negative():
+    with pytest.raises(ValueError, match=r"aux_loss_weight must be None or >= 0, got -0.4"):
+        _build("vgg16", aux_loss_weight=-0.4)
+
+
+def test_zero_turns_the_auxiliary_head_and_the_decoder_off_as_none_does():
+    model = _build("vgg16", aux_loss_weight=0, skip_channels=0)
+    assert (model.aux_loss_weight, model.skip_channels) == (None, None)
+    assert not [layer.name for layer in model.layers if layer.name.startswith(("aux", "head_skip"))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,9 +384,9 @@ def test_decoder_round_trips_through_a_saved_file(tmp_path):
     )
 
 
-@pytest.mark.parametrize("skip_channels", [0, -8, 8.0])
-def test_skip_channels_must_be_none_or_a_positive_int(skip_channels):
-    message = re.escape(f"skip_channels must be None or an int > 0, got {skip_channels!r}")
+@pytest.mark.parametrize("skip_channels", [-8, 8.0])
+def test_skip_channels_must_be_none_or_an_int(skip_channels):
+    message = re.escape(f"skip_channels must be None or an int >= 0, got {skip_channels!r}")
     with pytest.raises(ValueError, match=message):
         _build("vgg16", skip_channels=skip_channels)
 

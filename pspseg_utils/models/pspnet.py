@@ -153,9 +153,9 @@ class PSPNet(keras.Model):
         backbone_weights: None or "imagenet". Only used to initialise; never saved in the config.
         head_channels: int. Channels of the 3x3 conv after the pyramid.
         dropout_rate: float. Dropout before the classifier.
-        aux_loss_weight: None or float > 0. Adds the auxiliary head, trained with this weight
+        aux_loss_weight: None (or 0) or float > 0. Adds the auxiliary head, trained with this weight
             times the compiled loss (the paper uses 0.4); it never changes predictions.
-        skip_channels: None or int > 0. Adds the stride-4 decoder, its skip reduced to this
+        skip_channels: None (or 0) or int > 0. Adds the stride-4 decoder, its skip reduced to this
             many channels (DeepLabV3+ uses 48); None: the paper's PSPNet.
 
     Outputs float32 probabilities (B, H, W, num_classes), also under mixed precision; called
@@ -184,10 +184,14 @@ class PSPNet(keras.Model):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-        if aux_loss_weight is not None and not aux_loss_weight > 0:
-            raise ValueError(f"aux_loss_weight must be None or > 0, got {aux_loss_weight!r}")
-        if skip_channels is not None and not (isinstance(skip_channels, int) and skip_channels > 0):
-            raise ValueError(f"skip_channels must be None or an int > 0, got {skip_channels!r}")
+        if aux_loss_weight is not None and not aux_loss_weight >= 0:
+            raise ValueError(f"aux_loss_weight must be None or >= 0, got {aux_loss_weight!r}")
+        if skip_channels is not None and not (
+            isinstance(skip_channels, int) and skip_channels >= 0
+        ):
+            raise ValueError(f"skip_channels must be None or an int >= 0, got {skip_channels!r}")
+        # 0 and None both mean "off" (TrainConfig says 0); the saved config says None.
+        aux_loss_weight, skip_channels = aux_loss_weight or None, skip_channels or None
         bins = tuple(int(b) for b in bins)
         input_shape = tuple(int(n) for n in input_shape)
         check_input_shape(input_shape, output_stride=output_stride, bins=bins)
