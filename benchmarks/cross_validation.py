@@ -4,6 +4,10 @@
     ...                                                                       --fold 4
     python benchmarks/cross_validation.py --summarize benchmarks/results/cross_validation_*.jsonl
 
+--summarize prints one summary per recipe found in the lines (its --set settings and its
+schedule, a time budget or a number of epochs), and for each recipe with settings, how it
+compares, patient by patient, with the recipe without them on the same schedule.
+
 To screen an idea at a small cost, train every fold for a fixed number of epochs (no time budget,
 so other work on the machine cannot change what is trained) with one setting changed:
 
@@ -58,9 +62,7 @@ def institution(patient: str) -> str:
 def summarize(lines: list[dict]) -> dict:
     """Mean, median and worst-decile mean of the per-patient Dice over every fold's patients,
     and the mean per institution; each patient counted once (a fold run twice: its last line)."""
-    dice = {}
-    for line in lines:
-        dice.update(line["patient_dice"])
+    dice = _dice(lines)
     scores = sorted(dice.values())
     decile = scores[: max(1, round(len(scores) / 10))]
     by_site: dict[str, list[float]] = {}
@@ -104,6 +106,54 @@ def command_line(args) -> str:
         f"python benchmarks/cross_validation.py --data {args.data} --out {args.out} "
         f"--fold {args.fold} --folds {args.folds} {schedule} --seed {args.seed}{settings}"
     )
+
+
+def recipe_of(line: dict) -> tuple[str, str]:
+    """(schedule, settings) of a fold line: ("--epochs 16", '{"max_gamma": 2.0}'), or
+    ("--time-budget 25.0", "{}") for the recipe itself."""
+    words = line["command"].split()
+    flag = next(w for w in words if w in ("--epochs", "--time-budget"))
+    schedule = f"{flag} {words[words.index(flag) + 1]}"
+    return schedule, json.dumps(line.get("settings", {}), sort_keys=True)
+
+
+def compare(lines: list[dict], baseline: list[dict]) -> dict:
+    """Patient by patient, a recipe's Dice against a baseline's, over the patients both tested:
+    the mean difference, and how many patients gained or lost more than 0.05."""
+    ours, theirs = _dice(lines), _dice(baseline)
+    differences = [ours[p] - theirs[p] for p in sorted(ours.keys() & theirs.keys())]
+    return {
+        "patients": len(differences),
+        "mean_difference": round(statistics.fmean(differences), 4) if differences else None,
+        "gained_over_0.05": sum(d > 0.05 for d in differences),
+        "lost_over_0.05": sum(d < -0.05 for d in differences),
+    }
+
+
+def _dice(lines: list[dict]) -> dict[str, float]:
+    dice = {}
+    for line in lines:
+        dice.update(line["patient_dice"])
+    return dice
+
+
+def summarize_recipes(lines: list[dict]) -> list[dict]:
+    """One summary per recipe in `lines` (see `recipe_of`), with its comparison against the
+    recipe without settings on the same schedule, where there is one."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for line in lines:
+        groups.setdefault(recipe_of(line), []).append(line)
+    summaries = []
+    # Per schedule, the recipe without settings first.
+    for (schedule, settings), group in sorted(
+        groups.items(), key=lambda g: (g[0][0], g[0][1] != "{}", g[0][1])
+    ):
+        summary = {"schedule": schedule, "settings": json.loads(settings), **summarize(group)}
+        baseline = groups.get((schedule, "{}"))
+        if settings != "{}" and baseline:
+            summary["against_no_settings"] = compare(group, baseline)
+        summaries.append(summary)
+    return summaries
 
 
 def run_fold(args) -> dict:
@@ -168,7 +218,9 @@ def main() -> None:
     if args.summarize:
         texts = [text for path in args.summarize for text in Path(path).read_text().splitlines()]
         lines = [json.loads(text) for text in texts if text.strip()]
-        print(json.dumps(summarize([x for x in lines if x["what"] == "cross_validation_fold"])))
+        folds = [line for line in lines if line["what"] == "cross_validation_fold"]
+        for summary in summarize_recipes(folds):
+            print(json.dumps(summary))
         return
     if args.data is None or args.fold is None or not 0 <= args.fold < args.folds:
         parser.error(f"--data and --fold 0..{args.folds - 1} are needed (or --summarize)")

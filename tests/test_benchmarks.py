@@ -208,6 +208,27 @@ def test_cross_validation_summary_counts_each_patient_once():
     }  # fmt: skip
 
 
+def test_cross_validation_summaries_keep_recipes_apart_and_compare_them_patient_by_patient():
+    cv = _import_benchmark("cross_validation")
+    command = "python benchmarks/cross_validation.py --data d --out o --fold 0 --epochs 16 --seed 0"
+    lines = [
+        {"what": "cross_validation_fold", "fold": 0, "command": command,
+         "settings": {}, "patient_dice": {"TCGA_CS_1_2000": 0.5, "TCGA_DU_2_2000": 0.8}},
+        {"what": "cross_validation_fold", "fold": 0, "command": command + " --set max_gamma=2.0",
+         "settings": {"max_gamma": 2.0},
+         "patient_dice": {"TCGA_CS_1_2000": 0.7, "TCGA_DU_2_2000": 0.78}},
+    ]  # fmt: skip
+    assert cv.recipe_of(lines[1]) == ("--epochs 16", '{"max_gamma": 2.0}')
+    plain, bent = cv.summarize_recipes(lines)  # the recipe without settings first
+    assert (plain["settings"], plain["patient_dice_mean"]) == ({}, 0.65)
+    assert "against_no_settings" not in plain
+    assert bent["patient_dice_mean"] == 0.74
+    # +0.2 and -0.02: a mean gain of 0.09, one patient gained more than 0.05, none lost as much.
+    assert bent["against_no_settings"] == {
+        "patients": 2, "mean_difference": 0.09, "gained_over_0.05": 1, "lost_over_0.05": 0
+    }  # fmt: skip
+
+
 def test_cross_validation_settings_are_read_as_json_else_kept_as_text():
     cv = _import_benchmark("cross_validation")
     settings = cv.parse_settings(["max_gamma=2.0", "backbone=vgg16", "augment=false", "x=null"])
