@@ -15,11 +15,16 @@ Every lesson opens alike: a title cell with a Colab badge (`course.REPO_URL` at 
 one place, and the build copies them into every source, where ruff lints them as the notebooks
 run them: edit them here, not in a lesson. `--check` and tests/test_notebooks.py fail when a
 source's copy is stale (say, after the version was raised: build again).
+
+An exercise's solution is a code cell tagged `solution` (`# %% tags=["solution"]`): the build
+hides its code in the notebook (JupyterLab and Colab show it on a click), and the lessons'
+tests execute it like any other cell, so the solutions keep working.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import sys
 from pathlib import Path
@@ -148,12 +153,25 @@ def write_source(name: str, cells: list[Cell]) -> None:
     (SOURCES / f"{name}.py").write_text(jupytext.writes(notebook, fmt="py:percent"))
 
 
+HIDDEN = {"jupyter": {"source_hidden": True}, "cellView": "form"}  # JupyterLab's, Colab's
+
+
 def new_cell(kind: str, text: str, tags: tuple = ()) -> nbformat.NotebookNode:
+    """A cell; one tagged "solution" (an exercise's) opens with its code hidden: JupyterLab
+    collapses it, Colab shows it as a form, and a click shows the code."""
     new = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
     cell = new(text)
     if tags:
         cell.metadata["tags"] = list(tags)
+    if "solution" in tags:
+        cell.metadata.update(copy.deepcopy(HIDDEN))
     return cell
+
+
+def hides_its_code(cell: nbformat.NotebookNode) -> bool:
+    metadata = cell.get("metadata", {})
+    hidden = metadata.get("jupyter", {}).get("source_hidden") is True
+    return hidden and metadata.get("cellView") == "form"
 
 
 def notebook_cells(name: str) -> list[Cell]:
@@ -177,6 +195,9 @@ def build(name: str) -> nbformat.NotebookNode:
                 cell.metadata = {**before.metadata, **cell.metadata}
                 if not tags:
                     cell.metadata.pop("tags", None)  # the source's tags, not the old ones
+                if "solution" not in tags:
+                    for key in HIDDEN:
+                        cell.metadata.pop(key, None)
                 if kind == "code":
                     cell.outputs, cell.execution_count = before.outputs, before.execution_count
         notebook.cells.append(cell)
@@ -192,6 +213,15 @@ def stale(name: str) -> list[str]:
         problems.append(f"notebooks/{name}.ipynb is missing")
     elif notebook_cells(name) != cells:
         problems.append(f"notebooks/{name}.ipynb: its cells differ from its source")
+    else:
+        notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        shown = [
+            cell
+            for cell in notebook.cells
+            if "solution" in cell.metadata.get("tags", ()) and not hides_its_code(cell)
+        ]
+        if shown:
+            problems.append(f"notebooks/{name}.ipynb: {len(shown)} solution cell(s) not hidden")
     return problems
 
 

@@ -150,3 +150,107 @@ plt.show()
 
 # %%
 visualize.slice_browser(records)
+
+# %% [markdown]
+# ## Exercises
+# Try each one in the empty cell, then run the solution below it (click to show its code). The
+# solutions check themselves, so they also run when the course is tested.
+#
+# ### Exercise 1: predict the shapes
+# The pipeline cell loaded 64 training slices with `load_arrays` at `CONFIG.image_size`. Before
+# you run anything: what are the shape and dtype of `images` and of `masks`, and which values
+# can a mask hold? Write your guesses down.
+
+# %%
+my_images_shape = None  # your guess, e.g. (10, 32, 32, 1)
+my_masks_shape = None
+my_mask_values = None  # e.g. [0, 255]
+
+# %% tags=["solution"]
+print("images:", images.shape, images.dtype, "| masks:", masks.shape, masks.dtype,
+      "| mask values:", np.unique(masks))
+print("your guesses:", my_images_shape, my_masks_shape, my_mask_values)
+assert images.shape == (64, CONFIG.image_size, CONFIG.image_size, 3)  # slices, H, W, sequences
+assert masks.shape == images.shape[:3] and set(np.unique(masks).tolist()) <= {0, 1}
+
+# %% [markdown]
+# ### Exercise 2: check the split yourself
+# Using `split` and `records`, check that no patient is in two subsets and that every patient is
+# in one. Then count, per subset, its slices and the share of them with tumour. Are the shares
+# alike? (`split_patients` stratifies by tumour burden.)
+
+# %%
+per_subset = {}  # your code here: {"train": (slices, share with tumour), ...}
+
+# %% tags=["solution"]
+subsets = {name: set(patients) for name, patients in split.items()}
+assert not subsets["train"] & subsets["val"] and not subsets["train"] & subsets["test"]
+assert not subsets["val"] & subsets["test"]
+assert set.union(*subsets.values()) == {r.patient_id for r in records}
+for name, patients in subsets.items():
+    chosen = data.select_patients(records, patients)
+    per_subset[name] = (len(chosen), np.mean([r.has_tumour for r in chosen]))
+    print(f"{name:>5}: {len(patients):2d} patients, {per_subset[name][0]:3d} slices, "
+          f"{per_subset[name][1]:.0%} with tumour")
+
+# %% [markdown]
+# ### Exercise 3: break the split and measure the leak
+# Split the slices at random instead: each goes to test with probability 0.2. For each test
+# slice, is one of its neighbours (same patient, slice index one up or down) in training?
+# Compute the share of test slices that have one, then the same share for the patient split's
+# test patients, and compare with the "nearest slice from the same patient" of the demo above.
+
+# %%
+rng = np.random.default_rng(SEED)
+slice_test = rng.random(len(records)) < 0.2  # True: that slice is a test slice
+neighbour_share = None  # your code here
+
+# %% tags=["solution"]
+def share_with_neighbour_in_training(test):
+    pairs = list(zip(records, test, strict=True))
+    training = {(r.patient_id, r.slice_index) for r, t in pairs if not t}
+    tested = [r for r, t in pairs if t]
+    return np.mean([(r.patient_id, r.slice_index - 1) in training
+                    or (r.patient_id, r.slice_index + 1) in training for r in tested])
+
+
+neighbour_share = share_with_neighbour_in_training(slice_test)
+patient_share = share_with_neighbour_in_training([r.patient_id in split["test"] for r in records])
+print(f"test slices with a neighbour in training: {neighbour_share:.0%} split by slice, "
+      f"{patient_share:.0%} split by patient")
+assert neighbour_share > 0.8 and patient_share == 0
+
+# %% [markdown]
+# ### Exercise 4: other leaks (open question)
+# The patient split keeps a patient's slices on one side. Can test patients still resemble the
+# training ones in a way a model could exploit? Think of where the scans were made: the second
+# part of a patient id names the institution (`TCGA_CS_4941_19960909`: CS). How would you check
+# that with `split`, and what else, besides data, could leak into a test score?
+
+# %%
+# Your thoughts, and any code to check them
+
+# %% tags=["solution"]
+def institution(patient):
+    return patient.split("_")[1]
+
+
+for name, patients in split.items():
+    print(f"{name:>5}: institutions {sorted({institution(p) for p in patients})}")
+shared = {institution(p) for p in split["test"]} & {institution(p) for p in split["train"]}
+print(f"test institutions also in training: {sorted(shared)}")
+print("One answer: scanners and protocols differ between institutions, so test patients from "
+      "an institution seen in training may be easier; to measure that, hold whole institutions "
+      "out. Choices leak too: pick settings (epochs, threshold) on validation patients, never "
+      "on test ones.")
+
+# %% [markdown]
+# ## Check your understanding
+# 1. How many patients and slices does your data have, and what share of slices shows a tumour?
+#    Why does that share matter for training?
+# 2. In which sequence do these gliomas show brightest, and what does a grey overlay tell you
+#    about a patient?
+# 3. Why did the memorising "model" score well under the slice-level split and not under the
+#    patient-level one?
+# 4. Which augmentations must move the mask with the image, and which change only the image?
+# 5. What would go wrong if the test subset happened to hold only patients with small tumours?
