@@ -244,3 +244,93 @@ for axis in axes:
     axis.set_axis_off()
 figure.suptitle("Pyramid pooling: the slice at 1x1, 2x2, 3x3 and 6x6")
 plt.show()
+
+# %% [markdown]
+# ## Exercises
+# Try each one in the empty cell, then run the solution below it (click to show its code). The
+# solutions check themselves, so they also run when the course is tested.
+#
+# ### Exercise 1: predict the feature map
+# VGG16 turned a 256 x 256 slice into features of shape (32, 32, 512) at output stride 8. What
+# shape comes out for a 128 x 96 input at output stride 16? Write your guess, then run.
+
+# %%
+my_guess = None  # e.g. (4, 4, 256)
+
+# %% tags=["solution"]
+backbone = ps.models.build_backbone("vgg16", input_shape=(128, 96, 3), output_stride=16)
+found = tuple(backbone.output.shape[1:])
+print(f"features {found}; your guess {my_guess}")
+assert found == (128 // 16, 96 // 16, 512)  # height and width divided by the stride
+
+# %% [markdown]
+# ### Exercise 2: pool into 3 bins by hand
+# Take the 4 x 4 map `x` below. With 3 bins per side the bins cover pixels 0-1, 1-2 and 2-3 of
+# each axis (they overlap, as the matrix printed above shows). Compute the 3 x 3 pooled map
+# with NumPy slicing, then compare it with `ps.models.AdaptiveAveragePooling(3)` (it wants a
+# batch and a channel axis: `x[None, :, :, None]`) and with the matrices
+# `P @ x @ P.T`, where `P = ps.models.layers.adaptive_pooling_matrix(4, 3)`.
+
+# %%
+x = np.arange(16, dtype="float32").reshape(4, 4)
+by_hand = None  # your code here: a 3 x 3 array
+
+# %% tags=["solution"]
+by_hand = np.array([[x[i:i + 2, j:j + 2].mean() for j in range(3)] for i in range(3)])
+layer = np.asarray(ps.models.AdaptiveAveragePooling(3)(x[None, :, :, None]))[0, :, :, 0]
+P = ps.models.layers.adaptive_pooling_matrix(4, 3)
+print("by hand:\n", by_hand, "\nthe layer:\n", layer)
+assert np.allclose(by_hand, layer) and np.allclose(by_hand, P @ x @ P.T)
+
+# %% [markdown]
+# ### Exercise 3: more bins, more parameters?
+# Each branch reduces the C feature channels to C // (number of bins) with a 1x1 convolution
+# without bias (C x C // n weights), then a BatchNorm (4 numbers per channel). Predict first:
+# does a fifth bin add parameters to the pyramid? Then count them for bins (1,), (1, 2, 3, 6)
+# and (1, 2, 3, 6, 8) on a (32, 32, 512) input, by hand and with `count_params()`.
+
+# %%
+counts = {}  # your code here: {bins: parameters}
+
+# %% tags=["solution"]
+inputs = keras.Input((32, 32, 512))
+for bins in [(1,), (1, 2, 3, 6), (1, 2, 3, 6, 8)]:
+    pyramid = keras.Model(inputs, ps.models.pyramid_pooling_module(inputs, bins=bins))
+    reduced = 512 // len(bins)
+    by_hand = len(bins) * (512 * reduced + 4 * reduced)
+    counts[bins] = pyramid.count_params()
+    print(f"bins {str(bins):>15}: {counts[bins]:7,} parameters (by hand {by_hand:7,}), "
+          f"{pyramid.output.shape[-1]} channels out")
+    assert counts[bins] == by_hand
+
+# %% [markdown]
+# Each branch gets fewer channels as bins are added, so the pyramid keeps about C x C weights
+# whatever the bins; what changes is how much of the map's context each channel summarises.
+
+# %% [markdown]
+# ### Exercise 4: which grid for a small tumour? (open question)
+# A tumour a dozen pixels across, in a slice of `CONFIG.image_size` pixels: how many feature
+# cells does it cover at output stride 16, 8, and 4 (the decoder's)? Which would you change
+# first to segment it better, and what would that cost in time and memory?
+
+# %%
+# Your thoughts, and any code to check them
+
+# %% tags=["solution"]
+for stride in (16, 8, 4):
+    cells = CONFIG.image_size // stride
+    print(f"stride {stride:>2}: a {cells} x {cells} grid, each cell {stride} x {stride} pixels; "
+          f"a 12-pixel tumour spans about {12 / stride:.1f} cells")
+print("One answer: the decoder first. It classifies on the stride-4 grid, 4 times as many cells "
+      "as stride 8, for one 1x1 and one 3x3 convolution there. A smaller output stride instead "
+      "runs the backbone's last stages on the larger map: 4 times their work and memory each "
+      "time the stride halves.")
+
+# %% [markdown]
+# ## Check your understanding
+# 1. What does the output stride count, and what do dilated convolutions let PSPNet keep?
+# 2. How many channels leave the pyramid for the (32, 32, 512) features above, and why that many?
+# 3. Why does an untrained PSPNet predict 0.5 for every pixel?
+# 4. What does the auxiliary head add while training, and what does the model return at
+#    inference?
+# 5. Which of the four backbones would you pick on a laptop, going by the timings above?
