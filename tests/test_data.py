@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from pspseg_utils import data
-from pspseg_utils.data import DatasetError, SliceRecord
+from pspseg_utils.data import DatasetError, SliceRecord, pipeline, sources
 
 SIZE = 16
 
@@ -656,15 +656,16 @@ def test_augmentation_moves_and_shades_every_slice_alike():
     turn = np.array([0.9, -0.2, 1.0, 0.2, 0.9, -0.5])
     gain, gamma = np.array([1.1, 0.9, 1.0]), np.array([0.8, 1.2, 1.0])
     mask = np.zeros((8, 8), np.uint8)
-    out, _ = data._augment_arrays(image, mask, True, turn, gain, gamma, np.zeros(3, bool))
-    one, _ = data._augment_arrays(slice_a, mask, True, turn, gain, gamma, np.zeros(3, bool))
+    out, _ = pipeline._augment_arrays(image, mask, True, turn, gain, gamma, np.zeros(3, bool))
+    one, _ = pipeline._augment_arrays(slice_a, mask, True, turn, gain, gamma, np.zeros(3, bool))
     assert out.shape == (8, 8, 9)
     np.testing.assert_array_equal(out[..., :3], one)
     np.testing.assert_array_equal(out[..., 6:], one)
     np.testing.assert_array_equal(out[..., 3:6] >= 240, one >= 240)  # moved alike
     # FLAIR takes the place of pre-contrast in every slice, each its own FLAIR.
-    out, _ = data._augment_arrays(image, mask, False, [1, 0, 0, 0, 1, 0], np.ones(3), np.ones(3),
-                                  np.array([True, False, False]))  # fmt: skip
+    unmoved = [1, 0, 0, 0, 1, 0]
+    out, _ = pipeline._augment_arrays(image, mask, False, unmoved, np.ones(3), np.ones(3),
+                                      np.array([True, False, False]))  # fmt: skip
     assert out[0, 0].tolist() == [200, 200, 30, 100, 100, 40, 200, 200, 30]
 
 
@@ -822,7 +823,7 @@ def test_flair_takes_the_place_of_the_sequences_named():
         ([True, False, False], (200, 200, 30)),
         ([True, False, True], (200, 200, 200)),
     ]:
-        out, _ = data._augment_arrays(image, mask, *unchanged, np.array(replaced))
+        out, _ = pipeline._augment_arrays(image, mask, *unchanged, np.array(replaced))
         assert out[2, 2].tolist() == list(expected)
 
 
@@ -898,7 +899,7 @@ def test_resolve_generates_synthetic_data_once(tmp_path, capsys):
 
 
 def test_resolve_falls_back_quickly_when_kaggle_is_unreachable(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_kaggle_reachable", lambda timeout: False)
+    monkeypatch.setattr(sources, "_kaggle_reachable", lambda timeout: False)
     (tmp_path / "synthetic" / "kaggle_3m").mkdir(parents=True)  # already generated
     start = time.monotonic()
     found = data.resolve_data_dir(environ={}, download=True, synthetic_dir=tmp_path / "synthetic")
@@ -912,7 +913,7 @@ def test_resolve_falls_back_when_the_download_fails(tmp_path, monkeypatch, capsy
         def dataset_download(handle):
             raise ConnectionError(f"cannot fetch {handle}")
 
-    monkeypatch.setattr(data, "_kaggle_reachable", lambda timeout: True)
+    monkeypatch.setattr(sources, "_kaggle_reachable", lambda timeout: True)
     monkeypatch.setitem(__import__("sys").modules, "kagglehub", FailingKagglehub)
     (tmp_path / "synthetic" / "kaggle_3m").mkdir(parents=True)
     found = data.resolve_data_dir(environ={}, synthetic_dir=tmp_path / "synthetic")
@@ -924,7 +925,7 @@ def test_resolve_falls_back_when_the_download_fails(tmp_path, monkeypatch, capsy
 
 def test_kaggle_reachable_answers_within_its_timeout():
     start = time.monotonic()
-    answer = data._kaggle_reachable(timeout=1.0)
+    answer = sources._kaggle_reachable(timeout=1.0)
     assert isinstance(answer, bool)
     assert time.monotonic() - start < 5.0
 
@@ -939,7 +940,7 @@ def test_kaggle_reachable_does_not_wait_for_a_hanging_dns_lookup(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
     try:
         start = time.monotonic()
-        assert data._kaggle_reachable(timeout=0.5) is False
+        assert sources._kaggle_reachable(timeout=0.5) is False
         assert time.monotonic() - start < 2.0
     finally:
         release.set()
