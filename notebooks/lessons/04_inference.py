@@ -168,3 +168,102 @@ print({name: f"{size / 1e6:.1f} MB" for name, size in sizes.items()})
 reloaded = inference.load_model(MODEL_DIR / "export" / "model.keras")
 same = np.array_equal(inference.predict(reloaded, image), inference.predict(model, image))
 print("reloaded model predicts the same mask:", same)
+
+# %% [markdown]
+# ## Exercises
+# Try each one in the empty cell, then run the solution below it (click to show its code). The
+# solutions check themselves, so they also run when the course is tested.
+#
+# ### Exercise 1: predict the shapes
+# The model works at `CONFIG.image_size` pixels; `image` is the slice read above. Predict the
+# shape and dtype of what `inference.predict` returns for a batch of two, `np.stack([image,
+# image])`, and of the probabilities it returns with `return_probabilities=True`. Then run.
+
+# %%
+my_guess = None  # e.g. {"masks": (2, 64, 64, 3), "probabilities": ...}
+
+# %% tags=["solution"]
+batch = np.stack([image, image])
+batch_masks, batch_probabilities = inference.predict(model, batch, return_probabilities=True)
+print("image", image.shape, "| masks", batch_masks.shape, batch_masks.dtype,
+      "| probabilities", batch_probabilities.shape, batch_probabilities.dtype)
+print("your guess:", my_guess)
+assert batch_masks.shape == batch.shape[:3]  # the image's own size, not the model's
+assert batch_probabilities.shape == (*batch.shape[:3], 1)  # one channel: P(tumour)
+
+# %% [markdown]
+# ### Exercise 2: mirror and average by hand
+# `predict(..., tta=True)` averages the prediction of the slice with that of its left-right
+# mirror image, mirrored back. Do it yourself with `inference.predict_probabilities(model,
+# [image, image[:, ::-1]])` and compare with the probabilities `tta=True` returns.
+
+# %%
+averaged = None  # your code here: (H, W, 1) probabilities
+
+# %% tags=["solution"]
+plain, mirrored = inference.predict_probabilities(model, [image, image[:, ::-1]])
+averaged = (plain + mirrored[:, ::-1]) / 2  # mirror the mirrored prediction back first
+_, library = inference.predict(model, image, tta=True, return_probabilities=True)
+difference = np.abs(averaged - library).max()
+print(f"largest difference from tta=True: {difference:.1e}")
+assert difference < 1e-4
+
+# %% [markdown]
+# ### Exercise 3: pick the cut-off on validation patients
+# Choose the cut-off among 0.2, 0.3, ..., 0.7 that gives the best Dice on the **validation**
+# patients (all their pixels together), then measure the test patients at that cut-off, once.
+# Why not pick it on the test patients?
+
+# %%
+val_records = data.select_patients(records, training.load_split(MODEL_DIR)["val"])
+thresholds = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+best_threshold = None  # your code here
+
+# %% tags=["solution"]
+def probabilities_and_truths(chosen):
+    images = [data.read_image(r.image_path) for r in chosen]
+    truths = np.stack([data.read_mask(r.mask_path) for r in chosen])
+    return np.stack(inference.predict_probabilities(model, images))[..., 0], truths
+
+
+val_p, val_truths = probabilities_and_truths(val_records)
+val_dice = {t: metrics.dice_score(val_truths, val_p >= t) for t in thresholds}
+best_threshold = max(val_dice, key=val_dice.get)
+print("validation Dice:", ", ".join(f"{t}: {d:.3f}" for t, d in val_dice.items()))
+test_p, test_truths = probabilities_and_truths(test_records)
+test_dice = metrics.dice_score(test_truths, test_p >= best_threshold)
+print(f"chosen on {len(val_records)} validation slices: {best_threshold}; "
+      f"test Dice at it: {test_dice:.3f}")
+
+# %% [markdown]
+# Picked on the test patients, the cut-off would fit them, and their score would no longer
+# tell you how the model does on patients it has never met.
+
+# %% [markdown]
+# ### Exercise 4: where is the model unsure? (open question)
+# On the slice above P(tumour) is near 0 or 1 almost everywhere. Where would you expect the
+# pixels in between, and what does that say about how much the cut-off can matter? Check your
+# idea: what share of the pixels with 0.1 < P < 0.9 lies within 2 pixels of the truth's edge?
+
+# %%
+# Your thoughts, and any code to check them
+
+# %% tags=["solution"]
+from scipy import ndimage
+
+p = probabilities[..., 0]
+unsure = (p > 0.1) & (p < 0.9)
+edge = truth.astype(bool) ^ ndimage.binary_erosion(truth.astype(bool))
+near_edge = ndimage.binary_dilation(edge, iterations=2)
+share = near_edge[unsure].mean() if unsure.any() else float("nan")
+print(f"{unsure.sum()} unsure pixels of {p.size}; within 2 pixels of the edge: {share:.0%}")
+print("One answer: along the tumour's outline, where the truth itself is a reader's judgement; "
+      "a cut-off moves that outline by a pixel or so, which matters most for small tumours.")
+
+# %% [markdown]
+# ## Check your understanding
+# 1. At what size does the model see a slice, and at what size does `predict` return the mask?
+# 2. What does lowering the cut-off from 0.5 to 0.3 add, and what is the risk?
+# 3. Why is the cut-off chosen on validation patients, and why did the slice above not decide it?
+# 4. What does test-time mirroring average, and how many predictions does it make per slice?
+# 5. Which two formats does `export` write, and how did the lesson check the reloaded model?
