@@ -189,3 +189,96 @@ plt.show()
 
 # %%
 visualize.slice_browser(test_records, predict=lambda image: inference.predict(model, image))
+
+# %% [markdown]
+# ## Exercises
+# Try each one in the empty cell, then run the solution below it (click to show its code). The
+# solutions check themselves, so they also run when the course is tested.
+#
+# ### Exercise 1: Dice by hand
+# Count the true positives, false positives and false negatives of the two 4 x 4 masks below,
+# then compute Dice = 2 TP / (2 TP + FP + FN) and IoU = TP / (TP + FP + FN) on paper. Check
+# your numbers with `metrics.dice_score` and `metrics.iou_score`.
+
+# %%
+truth_4x4 = np.array([[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]])
+predicted_4x4 = np.array([[0, 0, 0, 0], [0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]])
+my_dice, my_iou = None, None  # your numbers
+
+# %% tags=["solution"]
+tp = int(np.sum((truth_4x4 == 1) & (predicted_4x4 == 1)))
+fp = int(np.sum((truth_4x4 == 0) & (predicted_4x4 == 1)))
+fn = int(np.sum((truth_4x4 == 1) & (predicted_4x4 == 0)))
+dice, iou = 2 * tp / (2 * tp + fp + fn), tp / (tp + fp + fn)
+print(f"TP {tp}, FP {fp}, FN {fn}: Dice {dice:.3f}, IoU {iou:.3f}; yours: {my_dice}, {my_iou}")
+assert np.isclose(dice, metrics.dice_score(truth_4x4, predicted_4x4))
+assert np.isclose(iou, metrics.iou_score(truth_4x4, predicted_4x4))
+
+# %% [markdown]
+# ### Exercise 2: what does an empty slice score?
+# Predict the Dice of a slice with no tumour when the prediction is also empty, and when it
+# marks one pixel. Then run, and use the answer to explain why `slice_dice_mean` and
+# `slice_dice_tumour_mean` differ in the summary at the top.
+
+# %%
+my_empty_empty, my_empty_one_pixel = None, None  # your guesses
+
+# %% tags=["solution"]
+empty_truth = np.zeros((4, 4), dtype=np.uint8)
+one_pixel = empty_truth.copy()
+one_pixel[0, 0] = 1
+empty_empty = metrics.dice_score(empty_truth, empty_truth)
+empty_one_pixel = metrics.dice_score(empty_truth, one_pixel)
+print(f"empty vs empty: {empty_empty}; empty vs one pixel: {empty_one_pixel}; "
+      f"yours: {my_empty_empty}, {my_empty_one_pixel}")
+assert (empty_empty, empty_one_pixel) == (1.0, 0.0)
+print(f"summary: slice_dice_mean {result.summary['slice_dice_mean']:.3f} over all slices, "
+      f"slice_dice_tumour_mean {result.summary['slice_dice_tumour_mean']:.3f} over those with "
+      "tumour: each empty slice adds a 1 (no false alarm) or a 0")
+
+# %% [markdown]
+# ### Exercise 3: a patient's Dice from its slices
+# A patient's Dice counts the pixels of all its slices together. Recompute it for the worst
+# patient from the slice table `slices` (columns `patient`, `tp`, `true_pixels`,
+# `predicted_pixels`, `dice`) and compare with `patients`. Is it the mean of its slices' Dice?
+
+# %%
+worst = ranked.index[0]
+worst_dice = None  # your code here
+
+# %% tags=["solution"]
+rows = slices[slices.patient == worst]
+worst_dice = 2 * rows.tp.sum() / (rows.true_pixels.sum() + rows.predicted_pixels.sum())
+print(f"{worst}: Dice {worst_dice:.3f} from the summed counts, {patients.loc[worst, 'dice']:.3f} "
+      f"in the table; the mean of its {len(rows)} slices' Dice is {rows.dice.mean():.3f}")
+assert np.isclose(worst_dice, patients.loc[worst, "dice"])
+
+# %% [markdown]
+# The mean of the slices' Dice weighs a slice with a few tumour pixels as much as one with
+# thousands, and counts each empty slice as 0 or 1; the volume Dice weighs every pixel alike.
+
+# %% [markdown]
+# ### Exercise 4: how far does the mean go? (open question)
+# The summary's mean Dice comes from a handful of test patients. How much would it move with
+# other patients? Try leaving each test patient out in turn. What would you do to report a
+# number you can trust?
+
+# %%
+# Your thoughts, and any code to check them
+
+# %% tags=["solution"]
+dice_by_patient = patients["dice"]
+left_out = {p: dice_by_patient.drop(p).mean() for p in dice_by_patient.index}
+print(f"mean over all {len(dice_by_patient)}: {dice_by_patient.mean():.3f}; leaving one out: "
+      f"{min(left_out.values()):.3f} to {max(left_out.values()):.3f}")
+print("One answer: with few patients one of them moves the mean a lot. Cross-validate by "
+      "patient, so that every patient is a test patient once, and report the spread as well "
+      "as the mean (benchmarks/cross_validation.py does that).")
+
+# %% [markdown]
+# ## Check your understanding
+# 1. Why is Dice reported per patient volume, as Buda et al. do, rather than per slice?
+# 2. What do the two clean-up steps do, and on which patients was the 0.3 cut-off chosen?
+# 3. Why do small tumours score lower, as the scatter plot shows?
+# 4. Why does an empty slice score either 1 or 0, and which summary number does that affect?
+# 5. Why can the Dice of this run not be set against the 82% of Buda et al.?
