@@ -137,17 +137,7 @@ def test_some_outputs_are_checked_by_nbval(path):
         assert checked
 
 
-TO_COME = pytest.mark.xfail(reason="its exercises are to come (issue 25)", strict=True)
-EXERCISED = [  # lessons with their exercises written (issue 25, item 1)
-    "01_data",
-    "02_architecture",
-    pytest.param("03_training", marks=TO_COME),
-    "04_inference",
-    "05_evaluation",
-]
-
-
-@pytest.mark.parametrize("name", EXERCISED)
+@pytest.mark.parametrize("name", LESSONS)
 def test_exercises_have_hidden_solutions(name):
     """At least three "### Exercise N: ..." cells, each followed, before the next heading, by a
     code cell tagged "solution" that the notebook shows with its code hidden (CI executes it);

@@ -189,3 +189,98 @@ model.train(train_images=str(article_dir / "images"), train_annotations=str(arti
             steps_per_epoch=2)
 model = ks.predict.model_from_checkpoint_path(str(article_dir / "ckpts"))
 print("restored:", type(model).__name__, "with n_classes =", model.n_classes)
+
+# %% [markdown]
+# ## Exercises
+# Try each one in the empty cell, then run the solution below it (click to show its code). The
+# solutions check themselves, so they also run when the course is tested.
+#
+# ### Exercise 1: cross-entropy by hand
+# Binary cross-entropy is the mean over pixels of -(t log p + (1 - t) log(1 - p)). Compute it
+# with NumPy for the two predictions of the loss cell above, `all_background` and `rough_guess`,
+# on its 8 x 8 truth (rebuilt below), and compare with `losses.get_loss("crossentropy", 1)`.
+
+# %%
+truth_8x8 = np.zeros((1, 8, 8, 1), np.float32)
+truth_8x8[0, 2:4, 2:4] = 1  # 4 tumour pixels of 64, as above
+my_bce = {}  # your code here: {"all background": ..., "rough guess": ...}
+
+# %% tags=["solution"]
+bce = losses.get_loss("crossentropy", num_classes=1)
+for name, p in (("all background", all_background), ("rough guess", rough_guess)):
+    my_bce[name] = float(-np.mean(truth_8x8 * np.log(p) + (1 - truth_8x8) * np.log(1 - p)))
+    keras_bce = float(bce(truth_8x8, p))
+    print(f"{name:>14}: by hand {my_bce[name]:.4f}, Keras {keras_bce:.4f}")
+    assert abs(my_bce[name] - keras_bce) < 1e-4
+
+# %% [markdown]
+# ### Exercise 2: one stray pixel, per slice or pooled?
+# A batch of two slices: the first has a 4-pixel tumour, predicted exactly; the second has no
+# tumour, and the prediction marks one pixel of it with P = 1. With smooth = 1 added to the top
+# and the bottom of each Dice, predict the Dice loss computed per slice (then averaged) and
+# pooled over the batch. Then run `losses.SoftDiceLoss(per_image=True)` and `(per_image=False)`.
+
+# %%
+batch_truth = np.concatenate([truth_8x8, np.zeros_like(truth_8x8)])
+batch_prediction = batch_truth.copy()
+batch_prediction[1, 0, 0] = 1.0  # the stray pixel
+my_per_slice, my_pooled = None, None  # your predictions
+
+# %% tags=["solution"]
+per_slice = float(losses.SoftDiceLoss(per_image=True)(batch_truth, batch_prediction))
+pooled = float(losses.SoftDiceLoss(per_image=False)(batch_truth, batch_prediction))
+print(f"per slice: {per_slice:.3f} (yours: {my_per_slice}); pooled: {pooled:.3f} "
+      f"(yours: {my_pooled})")
+# per slice: slice 1 scores (8 + 1) / (8 + 1) = 1, slice 2 (0 + 1) / (0 + 1 + 1) = 0.5
+assert abs(per_slice - (1 - (1 + 0.5) / 2)) < 1e-3
+# pooled: (2 * 4 + 1) / (4 + 5 + 1) = 0.9
+assert abs(pooled - (1 - 0.9)) < 1e-3
+
+# %% [markdown]
+# ### Exercise 3: which epoch did the run keep?
+# `train` wrote one row per epoch to `RUN_DIR / "log.csv"` and kept the epoch with the best
+# validation Dice as `best.keras`, naming it in `best.json`. Read both and check that they agree.
+# Mind how each counts the epochs: compare with the "Epoch n/N" lines of the training cell.
+
+# %%
+best_epoch = None  # your code here
+
+# %% tags=["solution"]
+import json
+
+import pandas as pd
+
+log = pd.read_csv(RUN_DIR / "log.csv")
+best = json.loads((RUN_DIR / "best.json").read_text())
+best_epoch = best["epoch"]
+kept = log.loc[log.epoch == best_epoch - 1, "val_dice"].item()  # log.csv counts from 0
+print(f"best.json: epoch {best_epoch} (counting from 1, as Keras prints), val_dice "
+      f"{best['val_dice']:.4f}; log.csv: highest val_dice {log.val_dice.max():.4f}, in its row "
+      f"{best_epoch - 1}: {kept:.4f}")
+assert np.isclose(kept, log.val_dice.max()) and np.isclose(kept, best["val_dice"])
+
+# %% [markdown]
+# ### Exercise 4: would you train longer? (open question)
+# Look at the learning curves and at `log`. Is the validation Dice still rising at the end?
+# What would you expect from twice the epochs, and what would you check before trusting it?
+
+# %%
+# Your thoughts, and any code to check them
+
+# %% tags=["solution"]
+last = log.tail(3)
+print(f"validation Dice over the last {len(last)} epochs: "
+      + ", ".join(f"{v:.3f}" for v in last.val_dice)
+      + f"; training Dice at the end {log.dice.iloc[-1]:.3f}")
+print("One answer: if the validation Dice has levelled off while the training Dice still rises, "
+      "more epochs mostly fit the training patients. Longer runs help when both still rise; "
+      "judge it on validation patients, and since the learning rate decays to zero over the "
+      "planned epochs, train a new run with more epochs rather than resume this one.")
+
+# %% [markdown]
+# ## Check your understanding
+# 1. Why does predicting "no tumour" everywhere fool cross-entropy but not the Dice loss?
+# 2. Why does training pool the Dice over the batch rather than score each slice alone?
+# 3. What does `train` save after every epoch, and what lets it resume after a disconnect?
+# 4. How does a time budget decide the number of epochs and the learning-rate schedule?
+# 5. Which precision did this machine train in, and what does mixed precision keep in float32?
