@@ -32,6 +32,13 @@ def _unit(path: Path) -> str:
     return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
 
 
+# Inside a sub-package, its modules' own order (a module may import those before it).
+INNER_ORDER = {
+    "data": ["files", "layout", "split", "pipeline", "sources"],
+    "training": ["hardware", "schedule", "checkpoints", "callbacks", "run"],
+}
+
+
 def _imported_units(path: Path) -> set[str]:
     """The pspseg_utils units a file imports, wherever in the file the import sits."""
     units = set()
@@ -64,3 +71,16 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path):
     source = tmp_path / "x.py"
     source.write_text("def f():\n    from pspseg_utils.training import train\n")
     assert _imported_units(source) == {"training"}
+
+
+@pytest.mark.parametrize("package", sorted(INNER_ORDER))
+def test_inside_a_subpackage_imports_flow_one_way_too(package):
+    order = INNER_ORDER[package]
+    assert sorted(order) == sorted(p.stem for p in (PACKAGE / package).glob("[!_]*.py"))
+    prefix = f"pspseg_utils.{package}."
+    for rank, module in enumerate(order):
+        tree = ast.parse((PACKAGE / package / f"{module}.py").read_text())
+        modules = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported = {m.removeprefix(prefix) for m in modules if m.startswith(prefix)}
+        after = sorted(m for m in imported if order.index(m) >= rank)
+        assert after == [], f"{package}/{module}.py imports {after}, which come after it"

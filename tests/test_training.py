@@ -196,7 +196,7 @@ def test_killed_training_resumes_without_losing_a_finished_epoch(tiny_kaggle_dir
     ],
 )
 def test_learning_rate_schedules(schedule, step, expected):
-    rate = training._schedule(TrainConfig(learning_rate=1e-3, schedule=schedule), 100)
+    rate = training.learning_rate_schedule(TrainConfig(learning_rate=1e-3, schedule=schedule), 100)
     value = rate(step) if callable(rate) else rate
     assert float(value) == pytest.approx(expected, rel=1e-5, abs=1e-9)
 
@@ -367,9 +367,9 @@ def test_a_split_missing_a_patient_is_refused(tiny_kaggle_dir, tiny_records, tmp
 
 def test_precision_choice_on_cpu(monkeypatch):
     assert training.choose_precision("float32") == "float32"
-    monkeypatch.setattr(training, "_cpu_has_bfloat16", lambda: False)
+    monkeypatch.setattr(training.hardware, "_cpu_has_bfloat16", lambda: False)
     assert training.choose_precision("auto") == "float32"
-    monkeypatch.setattr(training, "_cpu_has_bfloat16", lambda: True)
+    monkeypatch.setattr(training.hardware, "_cpu_has_bfloat16", lambda: True)
     assert training.choose_precision("auto") == "mixed_bfloat16"
 
 
@@ -423,7 +423,7 @@ def test_bad_config_is_refused(field, value):
 def test_oversampling_adds_tumour_slices_only():
     images = np.zeros((4, 2, 2, 3), np.uint8)
     masks = np.array([[[0, 0], [0, 0]], [[1, 0], [0, 0]], [[0, 0], [0, 0]], [[0, 1], [1, 0]]])
-    more_images, more_masks = training._oversample(images, masks, 1.0, seed=0)
+    more_images, more_masks = training.run._oversample(images, masks, 1.0, seed=0)
     # 2 tumour slices x factor 1 = 2 extra copies, each with tumour
     assert len(more_images) == len(more_masks) == 6
     assert more_masks[4:].reshape(2, -1).any(axis=1).all()
