@@ -247,24 +247,44 @@ def overlay(
     mask: np.ndarray,
     *,
     colour=rules.PREDICTION_COLOUR,
-    alpha: float = 0.35,
-    outline: bool = True,
+    alpha: float = 0.4,
+    outline: bool = False,
+    truth: np.ndarray | None = None,
+    truth_colour=rules.TRUTH_COLOUR,
+    thickness: int = 1,
+    grey: bool = True,
 ) -> np.ndarray:
-    """The slice (its 3 channels shown as RGB) with the mask tinted and outlined.
+    """The slice in grey with `mask` (the prediction) as a translucent fill and, if given, the
+    border of `truth` drawn over it: the course's colour-blind-safe scheme (rules.py's colours).
+
+    The grey is the slice's FLAIR channel (`rules.DISPLAY_CHANNEL`) for a slice of several
+    channels, the slice itself for one of a single channel; `grey=False` draws on a 3-channel
+    image as given (one already drawn on). Inside `mask` each pixel becomes (1 - alpha) x grey +
+    alpha x `colour`; `outline` also draws the mask's own border in `colour`. `truth`'s outer
+    border is drawn `thickness` pixels wide in `truth_colour`, last, so it shows on the fill.
 
     Returns:
         uint8 RGB (H, W, 3).
     """
-    shown = np.ascontiguousarray(image if image.ndim == 3 else np.repeat(image[..., None], 3, -1))
-    shown = shown.astype(np.uint8).copy()
+    if image.ndim == 2:
+        shown = np.repeat(image[..., None], 3, -1)
+    elif grey:
+        channel = rules.DISPLAY_CHANNEL if image.shape[-1] > rules.DISPLAY_CHANNEL else 0
+        shown = np.repeat(image[..., channel : channel + 1], 3, -1)
+    else:
+        shown = image[..., :3]
+    shown = np.ascontiguousarray(shown).astype(np.uint8).copy()
     region = mask > 0
     tint = np.array(colour, np.float32)
     shown[region] = ((1 - alpha) * shown[region] + alpha * tint).astype(np.uint8)
-    if outline:
+    borders = [(region, colour)] if outline else []
+    if truth is not None:
+        borders.append((truth > 0, truth_colour))
+    for border, border_colour in borders:
         contours, _ = cv2.findContours(
-            region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+            border.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
         )
-        cv2.drawContours(shown, contours, -1, tuple(int(c) for c in colour), 1)
+        cv2.drawContours(shown, contours, -1, tuple(int(c) for c in border_colour), thickness)
     return shown
 
 

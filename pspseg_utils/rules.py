@@ -13,6 +13,7 @@ __all__ = [
     "SEQUENCES",
     "PREDICTION_COLOUR",
     "TRUTH_COLOUR",
+    "DISPLAY_CHANNEL",
     "channels_for",
     "context_slices_for",
     "mask_labels",
@@ -25,9 +26,13 @@ BACKBONE_NAMES = (
 )  # fmt: skip
 # The channel order of every image in the dataset, and so of the model's input.
 SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")
-# RGB of predicted and true tumour in overlays and figures.
-PREDICTION_COLOUR = (255, 60, 60)
-TRUTH_COLOUR = (60, 220, 60)
+# RGB of predicted and true tumour in overlays and figures, from the Okabe-Ito palette, which
+# readers with any common colour-vision deficiency tell apart: the prediction a translucent
+# orange fill, the truth a blue outline, both over the grey FLAIR channel.
+PREDICTION_COLOUR = (230, 159, 0)  # Okabe-Ito orange
+TRUTH_COLOUR = (0, 114, 178)  # Okabe-Ito blue
+# The channel figures show in grey under the masks: FLAIR, where these gliomas show brightest.
+DISPLAY_CHANNEL = SEQUENCES.index("FLAIR")
 
 
 def channels_for(context_slices: int) -> int:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from pspseg_utils import data, rules
 from pspseg_utils.inference import overlay
@@ -24,7 +26,13 @@ __all__ = [
     "plot_history",
     "plot_patient_scores",
     "slice_browser",
+    "add_legend",
 ]
+
+
+# How the figures draw masks on the grey FLAIR slice (inference.overlay does the drawing).
+FILL_ALPHA = 0.45  # the prediction's fill: 45% orange, 55% the scan beneath
+OUTLINE_WIDTH = 2  # pixels of the truth's outline
 
 
 def _panel(axis, image, title, cmap=None):
@@ -33,59 +41,90 @@ def _panel(axis, image, title, cmap=None):
     axis.set_axis_off()
 
 
+def _masks(image, *, prediction=None, truth=None):
+    """The slice's FLAIR in grey, the prediction filled orange, the truth outlined blue."""
+    empty = np.zeros(image.shape[:2], np.uint8)
+    return overlay(image, empty if prediction is None else prediction, alpha=FILL_ALPHA,
+                   truth=truth, thickness=OUTLINE_WIDTH)  # fmt: skip
+
+
+def add_legend(figure, *, prediction=True, truth=True):
+    """A legend under the panels naming what the overlays draw, in the colours they draw it
+    (lays the figure out too, leaving room for it)."""
+    handles = []
+    if prediction:
+        colour = np.array(rules.PREDICTION_COLOUR) / 255
+        handles.append(Patch(facecolor=(*colour, FILL_ALPHA), edgecolor=colour,
+                             label="prediction"))  # fmt: skip
+    if truth:
+        handles.append(Line2D([], [], color=np.array(rules.TRUTH_COLOUR) / 255,
+                              linewidth=OUTLINE_WIDTH + 1, label="truth (outline)"))  # fmt: skip
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=10,
+                  frameon=False)  # fmt: skip
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+
+
 def show_channels(image: np.ndarray, mask: np.ndarray | None = None, *, title: str = ""):
-    """The three MRI channels side by side, then the mask and the overlay if a mask is given."""
-    panels = 3 + (2 if mask is not None else 0)
-    figure, axes = plt.subplots(1, panels, figsize=(2.6 * panels, 2.9))
+    """The three MRI channels side by side and the three as one RGB image; then, if a mask is
+    given, the mask and the FLAIR slice with the mask outlined."""
+    panels = 4 + (2 if mask is not None else 0)
+    figure, axes = plt.subplots(1, panels, figsize=(2.4 * panels, 3.1))
     for axis, channel, name in zip(axes, range(3), rules.SEQUENCES, strict=False):
         _panel(axis, image[..., channel], name, cmap="gray")
+    _panel(axes[3], image[..., :3].astype(np.uint8), "3 sequences as RGB")
     if mask is not None:
-        _panel(axes[3], (mask > 0).astype(np.uint8) * 255, "tumour mask", cmap="gray")
-        _panel(
-            axes[4], overlay(image, mask, colour=rules.TRUTH_COLOUR), "overlay (RGB = 3 channels)"
-        )
+        _panel(axes[4], (mask > 0).astype(np.uint8) * 255, "tumour mask", cmap="gray")
+        _panel(axes[5], _masks(image, truth=mask), "FLAIR, truth outlined")
     figure.suptitle(title or "One slice, three MRI sequences")
-    figure.tight_layout()
+    if mask is not None:
+        add_legend(figure, prediction=False)
+    else:
+        figure.tight_layout()
     return figure
 
 
 def show_prediction(image, truth, prediction, *, title: str = "", dice: float | None = None):
-    """Scan | true mask | predicted mask | overlay (green truth, red prediction)."""
-    figure, axes = plt.subplots(1, 4, figsize=(11, 3))
-    _panel(axes[0], image[..., 1], "scan (FLAIR)", cmap="gray")
+    """Scan | true mask | predicted mask | overlay (prediction filled, truth outlined)."""
+    figure, axes = plt.subplots(1, 4, figsize=(11, 3.4))
+    _panel(axes[0], image[..., rules.DISPLAY_CHANNEL], "scan (FLAIR)", cmap="gray")
     _panel(axes[1], (truth > 0).astype(np.uint8) * 255, "true mask", cmap="gray")
     _panel(axes[2], (prediction > 0).astype(np.uint8) * 255, "predicted mask", cmap="gray")
-    both = overlay(overlay(image, truth, colour=rules.TRUTH_COLOUR, alpha=0.0), prediction,
-                   colour=rules.PREDICTION_COLOUR, alpha=0.25)  # fmt: skip
-    _panel(axes[3], both, "overlay: truth green, prediction red")
+    _panel(axes[3], _masks(image, prediction=prediction, truth=truth), "overlay on FLAIR")
     suffix = f" (Dice {dice:.2f})" if dice is not None else ""
     figure.suptitle((title or "Prediction") + suffix)
-    figure.tight_layout()
+    add_legend(figure)
     return figure
 
 
-def show_article_figure(image, prediction, *, title: str = "Raw | predicted mask | overlay"):
-    """The article's figure: the raw slice, the predicted mask, the boundary drawn on the slice."""
-    figure, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-    _panel(axes[0], image, "raw slice (3 channels as RGB)")
-    _panel(axes[1], (prediction > 0).astype(np.uint8) * 255, "predicted mask", cmap="gray")
-    _panel(axes[2], overlay(image, prediction, alpha=0.0), "predicted boundary")
+def show_article_figure(
+    image, prediction, *, title: str = "Raw | predicted mask | overlay", truth=None
+):
+    """The article's figure: the raw slice, the predicted mask, the prediction drawn on the FLAIR
+    slice; given the `truth`, also the true mask beside the predicted one, outlined on the
+    overlay."""
+    panels = 3 if truth is None else 4
+    figure, axes = plt.subplots(1, panels, figsize=(3 * panels, 3.6))
+    _panel(axes[0], image[..., :3].astype(np.uint8), "raw slice (3 channels as RGB)")
+    if truth is not None:
+        _panel(axes[1], (truth > 0).astype(np.uint8) * 255, "true mask", cmap="gray")
+    _panel(axes[-2], (prediction > 0).astype(np.uint8) * 255, "predicted mask", cmap="gray")
+    _panel(axes[-1], _masks(image, prediction=prediction, truth=truth), "overlay on FLAIR")
     figure.suptitle(title)
-    figure.tight_layout()
+    add_legend(figure, truth=truth is not None)
     return figure
 
 
 def show_augmentations(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, title=""):
-    """A row of augmented versions of one slice (the three sequences as RGB, mask outlined)."""
-    figure, axes = plt.subplots(1, len(images), figsize=(2.3 * len(images), 2.6))
-    for index, (axis, image, mask) in enumerate(
-        zip(np.atleast_1d(axes), images, masks, strict=True)
-    ):
+    """Augmented versions of one slice, a column each: the three sequences as RGB above (a
+    missing sequence greys it), FLAIR in grey with the mask outlined below."""
+    figure, axes = plt.subplots(2, len(images), figsize=(2.3 * len(images), 6.2), squeeze=False)
+    for index, (image, mask) in enumerate(zip(images, masks, strict=True)):
         shown = np.clip(image, 0, 255).astype(np.uint8)
-        _panel(axis, overlay(shown, mask, colour=rules.TRUTH_COLOUR, alpha=0.0),
-               "original" if index == 0 else f"augmented #{index}")  # fmt: skip
+        name = "original" if index == 0 else f"augmented #{index}"
+        _panel(axes[0, index], shown[..., :3], f"{name}: RGB")
+        _panel(axes[1, index], _masks(shown, truth=mask), f"{name}: FLAIR")
     figure.suptitle(title or "Augmentation: flip, rotation, scale, intensity, missing sequence")
-    figure.tight_layout()
+    add_legend(figure, prediction=False)
     return figure
 
 
@@ -140,7 +179,7 @@ def plot_patient_scores(patients: Sequence[dict], *, title: str = "Per-patient r
     figure, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     axes[0].bar(range(len(ranked)), [p["dice"] for p in ranked], color="tab:blue")
     axes[0].set_xticks(range(len(ranked)), [p["patient"][-13:] for p in ranked], rotation=90,
-                       fontsize=7)  # fmt: skip
+                       fontsize=9)  # fmt: skip
     axes[0].set(title="Volume Dice per patient", ylabel="Dice", ylim=(0, 1))
     axes[1].scatter([p["tumour_pixels"] for p in patients], [p["dice"] for p in patients])
     axes[1].set(title="Tumour size against Dice", xlabel="tumour pixels in the volume",

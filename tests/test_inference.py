@@ -360,27 +360,59 @@ def _square_mask() -> np.ndarray:
     return mask
 
 
-def test_overlay_tints_inside_and_keeps_outside():
-    image = np.full((6, 6, 3), 100, np.uint8)
-    shown = inference.overlay(image, _square_mask(), alpha=0.5, outline=False)
+def _slice_with_flair(flair: int) -> np.ndarray:
+    """A 6 x 6 slice whose channels differ, so which one the overlay shows is plain."""
+    image = np.zeros((6, 6, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 10, flair, 250  # pre-contrast, FLAIR, post
+    return image
+
+
+def test_overlay_shows_flair_in_grey_and_fills_the_mask_orange():
+    image = _slice_with_flair(100)
+    shown = inference.overlay(image, _square_mask(), alpha=0.5)
     assert shown.shape == (6, 6, 3) and shown.dtype == np.uint8
     inside = _square_mask().astype(bool)
-    # 0.5 * 100 + 0.5 * (255, 60, 60) = (177.5, 80, 80) -> uint8 (177, 80, 80)
-    np.testing.assert_array_equal(shown[inside], np.tile([177, 80, 80], (16, 1)))
-    np.testing.assert_array_equal(shown[~inside], image[~inside])
-    assert np.all(image == 100)  # the input is not modified
+    # 0.5 * 100 + 0.5 * (230, 159, 0) = (165, 129.5, 50) -> uint8 (165, 129, 50)
+    assert rules.PREDICTION_COLOUR == (230, 159, 0)
+    np.testing.assert_array_equal(shown[inside], np.tile([165, 129, 50], (16, 1)))
+    np.testing.assert_array_equal(shown[~inside], np.full((20, 3), 100))  # FLAIR, grey
+    np.testing.assert_array_equal(image, _slice_with_flair(100))  # the input is not modified
 
 
-def test_overlay_outline_is_drawn_on_the_mask_border():
-    image = np.full((6, 6, 3), 100, np.uint8)
-    shown = inference.overlay(image, _square_mask(), alpha=0.5)
+def test_overlay_outlines_the_truth_in_blue_over_the_fill():
+    image = _slice_with_flair(100)
+    truth = np.zeros((6, 6), np.uint8)
+    truth[2:6, 2:6] = 1  # a 4 x 4 square one pixel down and right of the prediction
+    shown = inference.overlay(image, _square_mask(), alpha=0.5, truth=truth)
+    interior = np.zeros((6, 6), bool)
+    interior[3:5, 3:5] = True
+    border = truth.astype(bool) & ~interior  # the truth's 12-pixel ring
+    np.testing.assert_array_equal(shown[border], np.tile(rules.TRUTH_COLOUR, (12, 1)))
+    assert tuple(shown[3, 3]) == (165, 129, 50)  # inside both: the fill, no line
+    assert tuple(shown[1, 1]) == (165, 129, 50)  # predicted only: the fill
+    assert tuple(shown[0, 0]) == (100, 100, 100)  # in neither: the grey scan
+
+
+def test_overlay_outline_of_the_mask_itself_and_old_style_truth_calls():
+    image = _slice_with_flair(100)
     inside = _square_mask().astype(bool)
     interior = np.zeros((6, 6), bool)
     interior[2:4, 2:4] = True
     border = inside & ~interior  # the 12-pixel ring of the square
+    shown = inference.overlay(image, _square_mask(), alpha=0.5, outline=True)
     np.testing.assert_array_equal(shown[border], np.tile(rules.PREDICTION_COLOUR, (12, 1)))
-    np.testing.assert_array_equal(shown[interior], np.tile([177, 80, 80], (4, 1)))
-    np.testing.assert_array_equal(shown[~inside], image[~inside])
+    np.testing.assert_array_equal(shown[interior], np.tile([165, 129, 50], (4, 1)))
+    # (image, mask, colour=..., alpha=0.0, outline=True): the outline alone, as lessons drew it
+    truth_only = inference.overlay(image, _square_mask(), colour=rules.TRUTH_COLOUR, alpha=0.0,
+                                   outline=True)  # fmt: skip
+    np.testing.assert_array_equal(truth_only[border], np.tile(rules.TRUTH_COLOUR, (12, 1)))
+    np.testing.assert_array_equal(truth_only[interior], np.full((4, 3), 100))
+
+
+def test_overlay_without_grey_draws_on_the_image_as_given():
+    image = _slice_with_flair(100)
+    shown = inference.overlay(image, np.zeros((6, 6), np.uint8), grey=False)
+    np.testing.assert_array_equal(shown, image)
 
 
 def test_overlay_of_a_grayscale_slice_is_rgb():

@@ -87,8 +87,10 @@ print(f"{SOURCE} data: {summary.patients} patients, {summary.slices} slices, "
 # Each slice stacks three co-registered sequences: pre-contrast, FLAIR (where these gliomas
 # show bright) and post-contrast. The mask marks the FLAIR abnormality, drawn by a reader.
 # For 15 of the 110 patients a sequence is missing, and the dataset puts FLAIR in its place: such
-# a patient's slices look grey in the overlay (RGB = the three sequences), where the
-# others are tinted.
+# a patient's slices look grey in the RGB panel (the three sequences as red, green and blue),
+# where the others are tinted. The last panel outlines the mask on FLAIR in grey, in colours
+# that colour-blind readers tell apart too (blue truth here; later lessons fill the prediction
+# orange).
 
 # %%
 example = max(records, key=lambda r: r.tumour_pixels)
@@ -248,7 +250,7 @@ print("One answer: scanners and protocols differ between institutions, so test p
 # ## Check your understanding
 # 1. How many patients and slices does your data have, and what share of slices shows a tumour?
 #    Why does that share matter for training?
-# 2. In which sequence do these gliomas show brightest, and what does a grey overlay tell you
+# 2. In which sequence do these gliomas show brightest, and what does a grey RGB panel tell you
 #    about a patient?
 # 3. Why did the memorising "model" score well under the slice-level split and not under the
 #    patient-level one?

@@ -95,6 +95,7 @@ cv2.imwrite(str(png), data.read_image(example.image_path)[..., ::-1])  # OpenCV 
 pred_mask = ks.predict.predict(model=model, inp=str(png))
 print(pred_mask.shape, pred_mask.dtype, "labels", np.unique(pred_mask))
 visualize.show_article_figure(data.read_image(png), pred_mask,
+                              truth=data.read_mask(example.mask_path),
                               title=f"{example.patient_id}, slice {example.slice_index}")
 plt.show()
 
@@ -111,27 +112,29 @@ print(f"{len(written)} masks in {written[0].parent.relative_to(ROOT)}, overlays 
 # ## The threshold
 # The network outputs a probability per pixel; the mask is where it crosses a cut-off. A lower
 # cut-off finds more tumour and more false alarms; a higher one, fewer of both. `predict` cuts at
-# 0.5. Here is the raw prediction (no clean-up) of the slice above at three cut-offs, the truth
-# outlined in green, each panel titled with its own Dice on this slice.
+# 0.5. Here is the raw prediction (no clean-up) of the slice above at three cut-offs, filled
+# orange on the FLAIR slice with the truth outlined in blue, each panel titled with its own Dice
+# on this slice.
 
 # %%
-from pspseg_utils import metrics, rules
+from pspseg_utils import metrics
 
 image, truth = data.read_image(example.image_path), data.read_mask(example.mask_path)
 _, probabilities = inference.predict(model, image, return_probabilities=True)
-with_truth = inference.overlay(image, truth, colour=rules.TRUTH_COLOUR, alpha=0.0)
-figure, axes = plt.subplots(1, 5, figsize=(14, 3))
+figure, axes = plt.subplots(1, 5, figsize=(14, 3.5))
 axes[0].imshow(probabilities[..., 0], cmap="magma", vmin=0, vmax=1)
 axes[0].set_title("P(tumour)")
-axes[1].imshow(inference.overlay(image, truth, colour=rules.TRUTH_COLOUR))
-axes[1].set_title("truth")
+axes[1].imshow((truth > 0) * 255, cmap="gray", vmin=0, vmax=255)
+axes[1].set_title("true mask")
 for axis, threshold in zip(axes[2:], (0.3, 0.5, 0.7), strict=True):
     mask = (probabilities[..., 0] >= threshold).astype(np.uint8)
-    axis.imshow(inference.overlay(with_truth, mask, alpha=0.25))
+    axis.imshow(inference.overlay(image, mask, alpha=visualize.FILL_ALPHA, truth=truth,
+                                  thickness=visualize.OUTLINE_WIDTH))
     axis.set_title(f"cut at {threshold}: Dice {metrics.dice_score(truth, mask):.2f}")
 for axis in axes:
     axis.set_axis_off()
-figure.suptitle("Raw prediction on one slice: truth in green, prediction in red")
+figure.suptitle("Raw prediction on one slice at three cut-offs")
+visualize.add_legend(figure)
 plt.show()
 
 # %% [markdown]
