@@ -435,7 +435,7 @@ def test_run_folder_from_before_the_auxiliary_head_and_averaging_resumes_without
     config, _ = training.load_run_config(tmp_path)
     assert (config.aux_loss_weight, config.ema_momentum, config.precise_bn_batches) == (0, None, 0)
     assert config.missing_sequence_rate == 0.0 and config.context_slices == 0
-    assert config.skip_channels == 0
+    assert config.skip_channels == 0 and config.max_gamma == 1.25
     assert config.epochs == 3
 
 

@@ -115,7 +115,7 @@ def load_arrays(
 FLAIR_IN_PLACE_OF = np.array([[True, False, False], [False, False, True], [True, False, True]])
 
 
-def augment_pair(image, mask, seed, missing_sequence_rate=0.0, max_gamma=1.25):
+def augment_pair(image, mask, seed, missing_sequence_rate=0.0, max_gamma=2.0):
     """Random left-right flip, rotation (+-10 deg), scale (0.9-1.1) and per-channel intensity
     gain (0.9-1.1) and gamma (uniform in [1 / max_gamma, max_gamma]), all from one stateless
     seed so a given seed always gives the same sample.
@@ -209,7 +209,7 @@ def make_dataset(
     seed: int = 0,
     drop_remainder: bool = False,
     missing_sequence_rate: float = 0.0,
-    max_gamma: float = 1.25,
+    max_gamma: float = 2.0,
 ):
     """A `tf.data.Dataset` of (image float32 (B, S, S, C) in 0..255, mask float32 (B, S, S, 1)),
     C = 3, or 3 (1 + 2c) for images with context slices (see `load_arrays`).
