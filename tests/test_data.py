@@ -857,7 +857,7 @@ def test_max_gamma_bounds_how_far_contrast_is_bent(max_gamma):
     assert centres.min() >= 255 * (0.9 * 128 / 255) ** max_gamma - 0.1
 
 
-def test_max_gamma_below_1_is_refused(tiny_arrays):
+def test_max_gamma_below_1_is_a_value_error(tiny_arrays):
     with pytest.raises(ValueError, match="max_gamma must be >= 1, got 0.8"):
         data.make_dataset(*tiny_arrays, augment=True, max_gamma=0.8)
 
