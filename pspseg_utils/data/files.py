@@ -206,6 +206,13 @@ def read_slice(path: str | Path, *, context_slices: int = 0) -> np.ndarray:
     return np.concatenate(images, axis=-1)
 
 
+def binary_as_labels(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """A two-label mask stored as 0/255 as labels 0/1 (uint8); any other mask as it is."""
+    if num_classes == 2 and set(np.unique(mask).tolist()) <= {0, 255}:
+        return (mask // 255).astype(np.uint8)
+    return mask
+
+
 def read_mask(path: str | Path, *, num_classes: int = 2) -> np.ndarray:
     """Read a label mask as uint8 (H, W) with values in 0..num_classes-1.
 
@@ -222,9 +229,8 @@ def read_mask(path: str | Path, *, num_classes: int = 2) -> np.ndarray:
                 [f"{path}: mask has {mask.shape[2]} differing channels; save one label channel"]
             )
         mask = mask[..., 0]
+    mask = binary_as_labels(mask, num_classes)
     values = np.unique(mask)
-    if num_classes == 2 and set(values.tolist()) <= {0, 255}:
-        return (mask // 255).astype(np.uint8)
     bad = values[values >= num_classes]
     if bad.size:
         expected = "0/1 or 0/255" if num_classes == 2 else f"0..{num_classes - 1}"

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from pspseg_utils import data, inference
+from pspseg_utils import data, inference, metrics
 from pspseg_utils.keras_segmentation.data_utils.data_loader import (
     class_colors,
     get_pairs_from_paths,
@@ -224,7 +224,7 @@ def evaluate(
     if len(inp_images) != len(annotations):
         raise ValueError(f"{len(inp_images)} images but {len(annotations)} annotations")
     n = inference.mask_labels_of(model)
-    true_positive, false_positive, false_negative, pixels = (np.zeros(n) for _ in range(4))
+    counts = np.zeros((n, 3))  # per class: tp, fp, fn over every pixel of every image
     pairs = zip(inp_images, annotations, strict=True)
     for inp, annotation in tqdm(pairs, total=len(inp_images), desc="Evaluating", unit="image"):
         predicted = predict(model, inp, read_image_type=read_image_type).ravel()
@@ -234,10 +234,9 @@ def evaluate(
             else np.asarray(annotation)
         ).ravel()
         for c in range(n):
-            true_positive[c] += np.sum((predicted == c) & (truth == c))
-            false_positive[c] += np.sum((predicted == c) & (truth != c))
-            false_negative[c] += np.sum((predicted != c) & (truth == c))
-            pixels[c] += np.sum(truth == c)
+            counts[c] += metrics.confusion_counts(truth == c, predicted == c)[:3]
+    true_positive, false_positive, false_negative = counts.T
+    pixels = true_positive + false_negative  # each class's true pixels
     class_wise = true_positive / (true_positive + false_positive + false_negative + 1e-12)
     return {
         "frequency_weighted_IU": float(np.sum(class_wise * pixels / pixels.sum())),

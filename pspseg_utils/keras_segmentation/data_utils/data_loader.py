@@ -110,9 +110,7 @@ def get_segmentation_array(image_input, nClasses, width, height, no_reshape=Fals
     counts 255 as class 1."""
     labels = cv2.resize(_read(image_input, cv2.IMREAD_COLOR), (width, height),
                         interpolation=cv2.INTER_NEAREST)  # fmt: skip
-    labels = labels[..., 0] if labels.ndim == 3 else labels
-    if nClasses == 2 and set(np.unique(labels).tolist()) <= {0, 255}:
-        labels = labels // 255
+    labels = data.binary_as_labels(labels[..., 0] if labels.ndim == 3 else labels, nClasses)
     one_hot = (labels[..., None] == np.arange(nClasses)).astype(np.float64)
     return one_hot if no_reshape else one_hot.reshape(width * height, nClasses)
 
