@@ -80,11 +80,13 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pspseg_utils.training import TrainConfig, default_config, train
+    from pspseg_utils.training import default_config, train
 
     given = config.from_cli({name: getattr(args, name) for _, name, _ in config.cli_options()})
     settings = (
-        default_config(**given) if not args.quick else TrainConfig(**{**recipes.QUICK, **given})
+        default_config(**given)
+        if not args.quick
+        else config.TrainConfig(**{**recipes.QUICK, **given})
     )
     result = train(args.data, args.out, settings, resume=not args.no_resume)
     how = f", stopped by the {result.stopped_early}" if result.stopped_early else ""

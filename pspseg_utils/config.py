@@ -237,7 +237,7 @@ def model_settings(config: TrainConfig) -> dict[str, Any]:
 def cli_options() -> list[tuple[str, str, dict]]:
     """(flag, field name, argparse keywords) for every field with a `cli` help, in field order.
 
-    The type comes from the field's annotation; a bool becomes --flag / --no-flag; every
+    The type comes from the field's annotation; a bool becomes a switch that sets it True; every
     default is None, so that an unset flag keeps the recipe's value.
     """
     options = []
