@@ -105,6 +105,15 @@ class TrainConfig:
         before=0,
         model=True,
     )
+    # Which pixels standardise each slice (models.layers.SliceStandardization).
+    standardize: str = setting(
+        "slice",
+        cli="standardise each slice by the mean and spread of all its pixels (slice) or of those "
+        "brighter than its mean, the head (foreground)",
+        choices=("slice", "foreground"),
+        before="slice",
+        model=True,
+    )
     num_classes: int = setting(1, model=True)
     backbone_weights: str | None = setting(
         None,

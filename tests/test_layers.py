@@ -219,18 +219,61 @@ def test_slice_standardization_accepts_integer_images():
     np.testing.assert_allclose(from_uint8, from_float, atol=1e-6)
 
 
+def test_foreground_standardization_hand_computed():
+    # Mean 7.5; the pixels above it, 10 and 20, have mean 15 and standard deviation 5.
+    row = np.array([0.0, 0.0, 10.0, 20.0], dtype="float32")
+    outputs = _numpy(
+        SliceStandardization(epsilon=0.0, region="foreground")(row[None, None, :, None])
+    )
+    np.testing.assert_allclose(outputs[0, 0, :, 0], [-3.0, -3.0, -1.0, 1.0], atol=1e-6)
+
+
+def test_foreground_standardization_ignores_how_much_of_the_slice_the_head_fills():
+    head = np.array([[10.0, 20.0], [30.0, 40.0]], dtype="float32")
+    small, large = np.zeros((8, 8), "float32"), np.zeros((4, 4), "float32")
+    small[:2, :2] = head  # the head fills 1/16 of the slice, then 1/4
+    large[:2, :2] = head
+    layer = SliceStandardization(epsilon=0.0, region="foreground")
+    in_small = _numpy(layer(small[None, :, :, None]))[0, :2, :2, 0]
+    in_large = _numpy(layer(large[None, :, :, None]))[0, :2, :2, 0]
+    np.testing.assert_allclose(in_small, in_large, atol=1e-5)
+    # Standardised over the whole slice, the same head comes out differently.
+    whole = SliceStandardization(epsilon=0.0)
+    assert not np.allclose(
+        _numpy(whole(small[None, :, :, None]))[0, :2, :2, 0],
+        _numpy(whole(large[None, :, :, None]))[0, :2, :2, 0],
+        atol=0.1,
+    )
+
+
+def test_foreground_standardization_constant_channel_is_zero():
+    batch = _mri_like_batch()
+    batch[1, :, :, 2] = 200.0
+    outputs = _numpy(SliceStandardization(region="foreground")(batch))
+    np.testing.assert_array_equal(outputs[1, :, :, 2], np.zeros((8, 8)))
+    assert np.isfinite(outputs).all()
+
+
+def test_slice_standardization_rejects_an_unknown_region():
+    with pytest.raises(ValueError, match="region must be one of .* got 'brain'"):
+        SliceStandardization(region="brain")
+
+
 def test_slice_standardization_config_round_trip():
-    layer = SliceStandardization(epsilon=0.25, name="standardize")
+    layer = SliceStandardization(epsilon=0.25, region="foreground", name="standardize")
     config = layer.get_config()
-    assert config["epsilon"] == 0.25
-    assert config["name"] == "standardize"
+    assert (config["epsilon"], config["region"], config["name"]) == (
+        0.25,
+        "foreground",
+        "standardize",
+    )
 
     clone = SliceStandardization.from_config(config)
-    assert (clone.epsilon, clone.name) == (0.25, "standardize")
+    assert (clone.epsilon, clone.region, clone.name) == (0.25, "foreground", "standardize")
 
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert isinstance(restored, SliceStandardization)
-    assert restored.epsilon == 0.25
+    assert (restored.epsilon, restored.region) == (0.25, "foreground")
     batch = _mri_like_batch()
     np.testing.assert_array_equal(_numpy(restored(batch)), _numpy(layer(batch)))
 

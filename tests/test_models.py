@@ -85,6 +85,7 @@ def _build(
     output_stride: int = 8,
     aux_loss_weight=0.4,
     skip_channels=None,
+    standardize="slice",
 ) -> PSPNet:
     keras.utils.set_random_seed(0)
     return PSPNet(
@@ -97,6 +98,7 @@ def _build(
         backbone_weights=None,
         aux_loss_weight=aux_loss_weight,
         skip_channels=skip_channels,
+        standardize=standardize,
     )
 
 
@@ -373,10 +375,11 @@ def test_decoder_fuses_the_stride_4_features_with_the_head(backbone):
 
 
 def test_decoder_round_trips_through_a_saved_file(tmp_path):
-    model = _build("mobilenetv2", skip_channels=8)
+    model = _build("mobilenetv2", skip_channels=8, standardize="foreground")
     model.save(tmp_path / "decoder.keras")
     loaded = keras.saving.load_model(tmp_path / "decoder.keras", safe_mode=True)
     assert loaded.get_config()["skip_channels"] == 8
+    assert loaded.get_layer("standardize").region == "foreground"
     np.testing.assert_allclose(
         _numpy(loaded(_images(), training=False)),
         _numpy(model(_images(), training=False)),

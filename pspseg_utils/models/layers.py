@@ -26,20 +26,40 @@ class SliceStandardization(layers.Layer):
 
     Args:
         epsilon: float. Added to the standard deviation to keep a flat channel finite.
+        region: "slice" (every pixel) or "foreground": the mean and standard deviation of the
+            pixels brighter than the channel's own mean, the head rather than the dark air
+            around it, so that a slice's scale does not depend on how much of it the head fills.
+            A channel with no pixel above its mean (a flat one) becomes 0 either way.
     """
 
-    def __init__(self, epsilon: float = 1e-3, **kwargs):
+    REGIONS = ("slice", "foreground")
+
+    def __init__(self, epsilon: float = 1e-3, region: str = "slice", **kwargs):
         super().__init__(**kwargs)
+        if region not in self.REGIONS:
+            raise ValueError(f"region must be one of {self.REGIONS}, got {region!r}")
         self.epsilon = epsilon
+        self.region = region
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
-        mean = ops.mean(x, axis=(1, 2), keepdims=True)
-        std = ops.std(x, axis=(1, 2), keepdims=True)
-        return (x - mean) / (std + self.epsilon)
+        if self.region == "slice":
+            mean = ops.mean(x, axis=(1, 2), keepdims=True)
+            std = ops.std(x, axis=(1, 2), keepdims=True)
+            return (x - mean) / (std + self.epsilon)
+        # Sums over a whole slice in float32: bfloat16 keeps 8 bits of mantissa.
+        x32 = ops.cast(inputs, "float32")
+        weights = ops.cast(x32 > ops.mean(x32, axis=(1, 2), keepdims=True), "float32")
+        pixels = ops.sum(weights, axis=(1, 2), keepdims=True)
+        count = ops.maximum(pixels, 1.0)
+        mean = ops.sum(weights * x32, axis=(1, 2), keepdims=True) / count
+        variance = ops.sum(weights * ops.square(x32 - mean), axis=(1, 2), keepdims=True) / count
+        has_foreground = ops.cast(pixels > 0, "float32")
+        standardised = has_foreground * (x32 - mean) / (ops.sqrt(variance) + self.epsilon)
+        return ops.cast(standardised, self.compute_dtype)
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon, "region": self.region}
 
 
 def adaptive_pooling_matrix(length: int, bins: int) -> np.ndarray:

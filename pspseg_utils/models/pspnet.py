@@ -157,6 +157,8 @@ class PSPNet(keras.Model):
             times the compiled loss (the paper uses 0.4); it never changes predictions.
         skip_channels: None (or 0) or int > 0. Adds the stride-4 decoder, its skip reduced to this
             many channels (DeepLabV3+ uses 48); None: the paper's PSPNet.
+        standardize: "slice" or "foreground": which pixels' mean and standard deviation
+            standardise each image (see `SliceStandardization`).
 
     Outputs float32 probabilities (B, H, W, num_classes), also under mixed precision; called
     with `training=True` and an auxiliary head, a tuple (main, auxiliary) of two such. The
@@ -176,6 +178,7 @@ class PSPNet(keras.Model):
         dropout_rate: float = 0.1,
         aux_loss_weight: float | None = None,
         skip_channels: int | None = None,
+        standardize: str = "slice",
         **kwargs,
     ):
         if backbone not in BACKBONES:
@@ -204,7 +207,7 @@ class PSPNet(keras.Model):
 
         # === Layers and functional graph ===
         inputs = keras.Input(input_shape, name="image")
-        x = SliceStandardization(name="standardize")(inputs)
+        x = SliceStandardization(region=standardize, name="standardize")(inputs)
         features = build_backbone(
             backbone,
             input_shape=input_shape,
@@ -248,6 +251,7 @@ class PSPNet(keras.Model):
         self.dropout_rate = dropout_rate
         self.aux_loss_weight = aux_loss_weight
         self.skip_channels = skip_channels
+        self.standardize = standardize
 
     # === The auxiliary head: an extra output and loss while training, nothing otherwise ===
     def _outputs_for(self, outputs, training):
@@ -309,6 +313,7 @@ class PSPNet(keras.Model):
             "dropout_rate": self.dropout_rate,
             "aux_loss_weight": self.aux_loss_weight,
             "skip_channels": self.skip_channels,
+            "standardize": self.standardize,
         }
 
 
@@ -324,6 +329,7 @@ def build_pspnet(
     dropout_rate: float = 0.1,
     aux_loss_weight: float | None = 0.4,
     skip_channels: int | None = None,
+    standardize: str = "slice",
 ) -> PSPNet:
     """Build a PSPNet; see `PSPNet` for the arguments.
 
@@ -344,4 +350,5 @@ def build_pspnet(
         dropout_rate=dropout_rate,
         aux_loss_weight=aux_loss_weight,
         skip_channels=skip_channels,
+        standardize=standardize,
     )
