@@ -84,9 +84,9 @@ def resolve_profile(requested: str = "auto", *, environ: Mapping[str, str] | Non
         return requested
     if environ.get("PSPSEG_QUICK") == "1":
         return "quick"
-    import tensorflow as tf
+    from pspseg_utils.training.hardware import has_gpu
 
-    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    return "gpu" if has_gpu() else "cpu"
 
 
 def train_config(profile: str, **overrides):

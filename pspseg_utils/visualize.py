@@ -1,5 +1,7 @@
-"""Figures for the course: scans, masks, overlays, learning curves, scores; every one titled
-and labelled. Each function draws one figure and returns it (matplotlib `Figure`)."""
+"""Figures for the course: scans, masks, overlays, learning curves, scores, and pictures of the
+network's ideas (its block diagram, dilated kernels, the output stride's grid) drawn from the real
+model and Keras layers; every one titled and labelled. Each function draws one figure and returns
+it (matplotlib `Figure`)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,16 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 
 from pspseg_utils import data, rules
 from pspseg_utils.inference import overlay
+from pspseg_utils.models.layers import AdaptiveAveragePooling
 
 __all__ = [
     "show_channels",
@@ -25,6 +30,9 @@ __all__ = [
     "plot_dataset_statistics",
     "plot_history",
     "plot_patient_scores",
+    "show_architecture",
+    "show_dilation",
+    "show_output_stride",
     "slice_browser",
     "add_legend",
 ]
@@ -33,6 +41,18 @@ __all__ = [
 # How the figures draw masks on the grey FLAIR slice (inference.overlay does the drawing).
 FILL_ALPHA = 0.45  # the prediction's fill: 45% orange, 55% the scan beneath
 OUTLINE_WIDTH = 2  # pixels of the truth's outline
+# The Okabe-Ito palette (Okabe and Ito 2008), which readers with any common colour-vision
+# deficiency tell apart; rules.PREDICTION_COLOUR and TRUTH_COLOUR are its orange and blue.
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+}
 
 
 def _panel(axis, image, title, cmap=None):
@@ -187,6 +207,298 @@ def plot_patient_scores(patients: Sequence[dict], *, title: str = "Per-patient r
     axes[1].grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
+    return figure
+
+
+# === Pictures of the network's ideas, drawn from the model and from Keras layers ===
+
+# The block diagram's roles: each block's colour and what the legend calls it.
+ARCHITECTURE_ROLES = {
+    "data": (OKABE_ITO["black"], "input and output"),
+    "backbone": (OKABE_ITO["blue"], "dilated backbone"),
+    "pyramid": (OKABE_ITO["orange"], "pyramid pooling"),
+    "head": (OKABE_ITO["bluish green"], "head"),
+    "decoder": (OKABE_ITO["sky blue"], "stride-4 decoder"),
+    "auxiliary": (OKABE_ITO["reddish purple"], "auxiliary head (training only)"),
+}
+BOX_WIDTH, BOX_HEIGHT = 0.86, 0.72  # a block, in columns (one column per step of the network)
+INCHES_PER_COLUMN = 1.3
+
+
+def _shape(shape) -> str:
+    """(None, 16, 16, 96) -> "16×16×96": one image's shape, without the batch axis."""
+    return "×".join(str(size) for size in tuple(shape)[1:])
+
+
+def _layer(model, name: str):
+    """The model's layer called `name`, or None where the model has none (no decoder, say)."""
+    return next((layer for layer in model.layers if layer.name == name), None)
+
+
+def _box(axis, key: str, x: float, y: float, text: str, role: str):
+    """A rounded block centred on (x, y), tinted by its role; patch and text carry gid=key."""
+    colour = ARCHITECTURE_ROLES[role][0]
+    tint = tuple(0.8 + 0.2 * channel for channel in to_rgb(colour))
+    corner = (x - BOX_WIDTH / 2, y - BOX_HEIGHT / 2)
+    axis.add_patch(FancyBboxPatch(corner, BOX_WIDTH, BOX_HEIGHT, facecolor=tint, edgecolor=colour,
+                                  boxstyle="round,pad=0,rounding_size=0.08", linewidth=1.5,
+                                  zorder=2, gid=key))  # fmt: skip
+    axis.text(x, y, text, ha="center", va="center", fontsize=8, zorder=3, gid=key)
+
+
+def _route(axis, *points):
+    """An arrow through `points`: straight segments, the head on the last one."""
+    xs, ys = zip(*points, strict=True)
+    axis.plot(xs[:-1], ys[:-1], color="0.3", linewidth=1, zorder=1)
+    axis.annotate("", xy=points[-1], xytext=points[-2], zorder=1,
+                  arrowprops=dict(arrowstyle="-|>", color="0.3", linewidth=1, shrinkA=0,
+                                  shrinkB=0))  # fmt: skip
+
+
+def _route_label(axis, key: str, x: float, y: float, text: str):
+    axis.text(x, y + 0.05, text, ha="center", va="bottom", fontsize=8, gid=key)
+
+
+def show_architecture(model, *, title: str = ""):
+    """A PSPNet's block diagram, read from the model's own layers: each block a layer or a few,
+    with its output shape (height×width×channels, as `layer.output.shape` gives it).
+
+    Left to right: the input, the standardisation, the backbone (its feature map, and the output
+    stride: the input's height over the feature map's), one pyramid branch per bin (pooled to
+    b×b and reduced by a 1x1 convolution), their concatenation with the features, the head's
+    3x3 convolution, the stride-4 decoder and its skip when the model has them
+    (`skip_channels`), the classifier and the output. Under them, when the model has one, the
+    auxiliary head on one of the backbone's earlier stages. The arrows that leave the backbone
+    are labelled with the feature map they carry.
+
+    Args:
+        model: `pspseg_utils.models.PSPNet`, or a functional model with its layer names.
+        title: str. The figure's title; by default the backbone, the shapes in and out and the
+            output stride.
+
+    Raises:
+        ValueError: a model without a "backbone" layer, pyramid pooling or "head_classifier".
+    """
+    pools = sorted((layer for layer in model.layers if isinstance(layer, AdaptiveAveragePooling)),
+                   key=lambda layer: layer.bins)  # fmt: skip
+    if _layer(model, "backbone") is None or not pools or _layer(model, "head_classifier") is None:
+        raise ValueError(
+            "show_architecture draws a PSPNet (pspseg_utils.models.PSPNet), with layers "
+            f"'backbone', 'ppm_pool<bins>' and 'head_classifier'; got model {model.name!r}"
+        )
+    image, features = model.inputs[0].shape, pools[0].input.shape
+    output_stride = image[1] // features[1]
+    skip, auxiliary = _layer(model, "head_skip_conv"), _layer(model, "aux_conv")
+    output = model.get_layer("head_probabilities")
+    activation = getattr(output.activation, "__name__", "activation")
+    backbone = getattr(model, "backbone_name", "")
+
+    # The layout: one column per step, the bins stacked in theirs; the skip, then the auxiliary
+    # head, in rows under the bins. The identity path to the concatenation runs above them.
+    bin_rows = [((len(pools) - 1) / 2 - index) * (BOX_HEIGHT + 0.12) for index in range(len(pools))]
+    top = max(bin_rows[0], 0) + BOX_HEIGHT / 2 + 0.25  # the features' path to the concatenation
+    bottom = min(bin_rows[-1], 0) - BOX_HEIGHT / 2
+    skip_row = bottom - 0.35 - BOX_HEIGHT / 2
+    auxiliary_row = skip_row - (BOX_HEIGHT + 0.45) * (skip is not None)
+    rows = [bin_rows[-1]] + [skip_row] * (skip is not None) + [auxiliary_row] * bool(auxiliary)
+    lowest = min(rows) - BOX_HEIGHT / 2 - 0.1  # the figure's lower edge
+    head, decoder = 5, 6  # columns
+    classifier = head + 1 + (skip is not None)
+    last = classifier + 1
+    height = top + 0.45 - lowest
+    figure, axis = plt.subplots(figsize=(INCHES_PER_COLUMN * (last + 1),
+                                         INCHES_PER_COLUMN * height + 1.0))  # fmt: skip
+    half = BOX_WIDTH / 2
+    below_backbone = -BOX_HEIGHT / 2
+    skip_path, auxiliary_path = 2 + 0.15, 2 - 0.15  # where they leave the backbone's box
+
+    _box(axis, "input", 0, 0, f"input image\n{_shape(image)}", "data")
+    standardized = model.get_layer("standardize").output.shape
+    _box(axis, "standardize", 1, 0, f"standardize\n{_shape(standardized)}", "data")
+    _box(axis, "backbone", 2, 0, f"backbone\n{backbone}\n{_shape(features)}\noutput stride "
+         f"{output_stride}", "backbone")  # fmt: skip
+    for pool, row in zip(pools, bin_rows, strict=True):
+        reduced = model.get_layer(f"{pool.name}_relu").output.shape
+        _box(axis, f"bin{pool.bins}", 3, row, f"pool to {pool.bins}×{pool.bins},\n1x1 conv\n"
+             f"{_shape(reduced)}", "pyramid")  # fmt: skip
+        _route(axis, (2 + half, 0), (3 - half, row))
+        _route(axis, (3 + half, row), (4 - half, 0))
+    concatenated = model.get_layer(pools[0].name.rsplit("_pool", 1)[0] + "_concat").output.shape
+    _box(axis, "concat", 4, 0, f"upsample,\nconcatenate\n{_shape(concatenated)}", "pyramid")
+    _route(axis, (2, BOX_HEIGHT / 2), (2, top), (4, top), (4, BOX_HEIGHT / 2))
+    _route_label(axis, "route:features", 3, top, f"the features, {_shape(features)}")
+    head_features = model.get_layer("head_dropout").output.shape
+    _box(axis, "head", head, 0, f"head: 3x3 conv,\ndropout\n{_shape(head_features)}", "head")
+    if skip is not None:
+        refined = model.get_layer("head_decoder_relu").output.shape
+        _box(axis, "decoder", decoder, 0, f"decoder:\nupsample, concat,\n3x3 conv\n"
+             f"{_shape(refined)}", "decoder")  # fmt: skip
+        reduced_skip = model.get_layer("head_skip_relu").output.shape
+        _box(axis, "skip", decoder, skip_row, f"skip: 1x1 conv\n{_shape(reduced_skip)}",
+             "decoder")  # fmt: skip
+        _route(axis, (skip_path, below_backbone), (skip_path, skip_row), (decoder - half, skip_row))
+        _route(axis, (decoder, skip_row + BOX_HEIGHT / 2), (decoder, -BOX_HEIGHT / 2))
+        _route_label(axis, "route:skip", 3.5, skip_row, f"stride {image[1] // skip.input.shape[1]}"
+                     f": {_shape(skip.input.shape)}")  # fmt: skip
+    logits = model.get_layer("head_classifier").output.shape
+    _box(axis, "classifier", classifier, 0, f"classifier:\n1x1 conv\n{_shape(logits)}", "head")
+    _box(axis, "output", last, 0, f"upsample,\n{activation}\n{_shape(output.output.shape)}",
+         "data")  # fmt: skip
+    for column in (0, 1, 4, *range(head, last)):  # the main row's arrows
+        _route(axis, (column + half, 0), (column + 1 - half, 0))
+    if auxiliary is not None:
+        auxiliary_logits = model.get_layer("aux_classifier").output.shape
+        _box(axis, "aux_head", head, auxiliary_row, f"auxiliary head:\n3x3 conv,\n1x1 conv\n"
+             f"{_shape(auxiliary_logits)}", "auxiliary")  # fmt: skip
+        auxiliary_output = model.get_layer("aux_probabilities").output.shape
+        _box(axis, "aux_output", last, auxiliary_row, f"upsample,\n{activation}\n"
+             f"{_shape(auxiliary_output)}", "auxiliary")  # fmt: skip
+        _route(axis, (auxiliary_path, below_backbone), (auxiliary_path, auxiliary_row),
+               (head - half, auxiliary_row))  # fmt: skip
+        _route(axis, (head + half, auxiliary_row), (last - half, auxiliary_row))
+        stage = auxiliary.input.shape
+        _route_label(axis, "route:auxiliary", 3.5, auxiliary_row,
+                     f"stride {image[1] // stage[1]}: {_shape(stage)}")  # fmt: skip
+
+    axis.set(xlim=(-0.55, last + 0.55), ylim=(lowest, top + 0.45))
+    axis.set_axis_off()
+    axis.set_title("Each block: layers of this model and their output shape, height×width×"
+                   "channels; the arrows carry the features", fontsize=10)  # fmt: skip
+    outputs = _shape(output.output.shape)
+    figure.suptitle(title or f"PSPNet on {backbone or 'its backbone'}: {_shape(image)} in, "
+                    f"{outputs} out, output stride {output_stride}")  # fmt: skip
+    shown = {"data", "backbone", "pyramid", "head"}
+    shown |= {role for role, layer in (("decoder", skip), ("auxiliary", auxiliary)) if layer}
+    handles = [
+        Patch(facecolor="white", edgecolor=colour, linewidth=1.5, label=label)
+        for role, (colour, label) in ARCHITECTURE_ROLES.items()
+        if role in shown
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9,
+                  frameon=False)  # fmt: skip
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    return figure
+
+
+def _dilation_taps(rate: int, grid_size: int, kernel_size: int = 3) -> np.ndarray:
+    """Which pixels of a grid_size × grid_size image a Keras `Conv2D(kernel_size,
+    dilation_rate=rate)` reads for its centre output pixel, as a boolean (grid_size, grid_size)
+    array, measured on the layer: a convolution is linear, so given one image per input pixel,
+    that pixel 1 and every other 0, its centre output is nonzero exactly for the pixels it reads
+    (the same as where the centre output's gradient is nonzero)."""
+    convolution = keras.layers.Conv2D(1, kernel_size, dilation_rate=rate, padding="same",
+                                      use_bias=False, kernel_initializer="ones")  # fmt: skip
+    impulses = np.eye(grid_size * grid_size, dtype="float32")
+    impulses = impulses.reshape(grid_size * grid_size, grid_size, grid_size, 1)
+    centre = grid_size // 2
+    response = keras.ops.convert_to_numpy(convolution(impulses))[:, centre, centre, 0]
+    return response.reshape(grid_size, grid_size) != 0
+
+
+def show_dilation(rates: Sequence[int] = (1, 2, 4), *, grid_size: int = 11):
+    """Which input pixels a 3x3 convolution reads at each dilation rate, a panel per rate.
+
+    Each panel is a grid_size × grid_size image: the pixels the kernel reads (its 9 taps,
+    `rate` pixels apart) in blue, the output pixel's position (the centre) marked, and its
+    receptive field, (3 - 1) × rate + 1 pixels a side, outlined. The taps are measured on a
+    `keras.layers.Conv2D(1, 3, dilation_rate=rate)`, not drawn from the formula. Dilation
+    widens what a layer sees without striding, so the feature map keeps its resolution.
+
+    Args:
+        rates: sequence of int. The dilation rates, each >= 1.
+        grid_size: int. Odd, and at least the largest receptive field.
+
+    Raises:
+        ValueError: a rate below 1, an even grid, or one too small for the largest rate.
+    """
+    rates = tuple(rates)
+    if not rates or any(not isinstance(rate, int) or rate < 1 for rate in rates):
+        raise ValueError(f"rates must be integers >= 1, got {rates!r}")
+    widest = 2 * max(rates) + 1
+    if grid_size % 2 == 0 or grid_size < widest:
+        raise ValueError(
+            f"grid_size must be odd (a centre pixel) and at least {widest} (the receptive field "
+            f"at dilation {max(rates)}), got {grid_size!r}"
+        )
+    figure, axes = plt.subplots(1, len(rates), figsize=(3.4 * len(rates), 4.2), squeeze=False)
+    centre, taps_colour = grid_size // 2, OKABE_ITO["blue"]
+    centre_marker = dict(marker="x", color=OKABE_ITO["vermillion"], markeredgewidth=2.5)
+    field_outline = dict(edgecolor=OKABE_ITO["orange"], linestyle="--", linewidth=2)
+    offsets = np.arange(grid_size)
+    for axis, rate in zip(axes[0], rates, strict=True):
+        taps = _dilation_taps(rate, grid_size)
+        axis.imshow(taps, cmap=ListedColormap(["white", taps_colour]), vmin=0, vmax=1)
+        axis.set_xticks(offsets, offsets - centre, fontsize=7)
+        axis.set_yticks(offsets, offsets - centre, fontsize=7)
+        axis.set_xticks(offsets[:-1] + 0.5, minor=True)
+        axis.set_yticks(offsets[:-1] + 0.5, minor=True)
+        axis.grid(which="minor", color="0.75", linewidth=0.6)
+        axis.tick_params(which="minor", length=0)
+        field = 2 * rate + 1
+        corner = (centre - rate - 0.5, centre - rate - 0.5)
+        axis.add_patch(Rectangle(corner, field, field, fill=False, **field_outline))
+        axis.plot(centre, centre, linestyle="none", markersize=9, **centre_marker)
+        axis.set_title(f"dilation {rate}: {int(taps.sum())} taps,\nreceptive field "
+                       f"{field}×{field} pixels", fontsize=10)  # fmt: skip
+        axis.set(xlabel="column, from the centre", ylabel="row, from the centre")
+    figure.suptitle("Which pixels a 3x3 convolution reads (measured on Keras' Conv2D)")
+    handles = [
+        Patch(facecolor=taps_colour, label="pixels it reads (taps)"),
+        Line2D([], [], linestyle="none", label="the output pixel's position", **centre_marker),
+        Patch(facecolor="none", label="receptive field", **field_outline),
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=10, frameon=False)
+    figure.tight_layout(rect=(0, 0.09, 1, 1))
+    return figure
+
+
+def show_output_stride(image: np.ndarray, stride: int, *, mask=None, title: str = ""):
+    """How coarse the feature map is at an output stride: the slice's FLAIR (the channel
+    `rules.DISPLAY_CHANNEL`, in grey) with the borders of the feature map's cells drawn over it,
+    one cell of stride × stride pixels per feature; beside it the slice averaged per cell, all
+    the detail a map of that size can hold. Given the `mask`, its outline is drawn on both.
+
+    Args:
+        image: (H, W, C) or (H, W) array, 0..255, H and W multiples of `stride`.
+        stride: int >= 1. The output stride: the image's size over the feature map's.
+        mask: None or (H, W) array; nonzero marks the tumour.
+        title: str. The figure's title; by default the slice's and the grid's sizes.
+
+    Raises:
+        ValueError: a stride below 1, or an image whose sides are not multiples of it.
+    """
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+    grey = image[..., rules.DISPLAY_CHANNEL] if image.ndim == 3 else image
+    height, width = grey.shape
+    if height % stride or width % stride:
+        raise ValueError(
+            f"the image's sides must be multiples of the stride {stride}, got {height}x{width}"
+        )
+    rows, columns = height // stride, width // stride
+    grey = np.clip(grey, 0, 255).astype(np.uint8)
+    cells = grey.reshape(rows, stride, columns, stride).mean(axis=(1, 3))
+    averaged = np.kron(cells, np.ones((stride, stride))).round().astype(np.uint8)
+    figure, axes = plt.subplots(1, 2, figsize=(8.4, 4.8))
+    panels = ((grey, f"FLAIR and the {rows}×{columns} grid"),
+              (averaged, f"averaged per cell: {rows}×{columns} values"))  # fmt: skip
+    for axis, (shown, name) in zip(axes, panels, strict=True):
+        if mask is not None:
+            axis.imshow(_masks(shown, truth=np.squeeze(mask)))
+        else:
+            axis.imshow(shown, cmap="gray", vmin=0, vmax=255)
+        axis.set(title=name, xlabel="column (pixels)", ylabel="row (pixels)")
+    for row in range(1, rows):
+        axes[0].axhline(row * stride - 0.5, color=OKABE_ITO["yellow"], linewidth=0.8, gid="grid")
+    for column in range(1, columns):
+        axes[0].axvline(column * stride - 0.5, color=OKABE_ITO["yellow"], linewidth=0.8,
+                        gid="grid")  # fmt: skip
+    figure.suptitle(title or f"Output stride {stride}: a {height}×{width} slice, a {rows}×"
+                    f"{columns} feature map (a cell: {stride}×{stride} pixels)")  # fmt: skip
+    if mask is not None:
+        add_legend(figure, prediction=False)
+    else:
+        figure.tight_layout()
     return figure
 
 

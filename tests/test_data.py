@@ -712,16 +712,64 @@ def test_make_dataset_repeat_and_shuffle():
     assert repeated == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] * 2
 
     shuffled = data.make_dataset(images, masks, batch_size=10, shuffle=True, seed=3)
-    first_epoch, second_epoch = first_values(shuffled)[0], first_values(shuffled)[0]
-    assert sorted(first_epoch) == sorted(second_epoch) == list(range(10))
-    assert first_epoch != list(range(10))
-    assert first_epoch != second_epoch  # reshuffled on each pass
+    (first_epoch,) = first_values(shuffled)
+    assert sorted(first_epoch) == list(range(10)) and first_epoch != list(range(10))
+    assert first_values(shuffled) == [first_epoch]  # the same pass each time it is read
     again = data.make_dataset(images, masks, batch_size=10, shuffle=True, seed=3)
-    assert first_values(again)[0] == first_epoch
+    assert first_values(again) == [first_epoch]
 
     endless = data.make_dataset(images, masks, batch_size=10, shuffle=True, repeat=True, seed=3)
     epochs = first_values(endless, 3)
+    assert epochs[0] == first_epoch
     assert all(sorted(epoch) == list(range(10)) for epoch in epochs)  # each epoch whole
+    assert epochs[1] != epochs[0]  # reshuffled on each pass
+
+
+def test_slice_batches_run_on_across_passes_when_repeated():
+    images, masks = numbered()
+    batches = data.SliceBatches(images, masks, batch_size=4, shuffle=True, repeat=True, seed=3)
+    assert batches.num_batches is None
+    first, second = batches.order(0), batches.order(1)
+    # Batch 2 holds positions 8-11: the last two of pass 0, then the first two of pass 1.
+    x, y = batches[2]
+    assert x[:, 0, 0, 0].astype(int).tolist() == [*first[8:], *second[:2]]
+    assert y[:, 0, 0, 0].tolist() == [float(i % 2) for i in [*first[8:], *second[:2]]]
+    assert (x.dtype, y.dtype, y.shape) == (np.float32, np.float32, (4, 4, 4, 1))
+
+
+def test_slice_batches_count_one_pass_without_repeat():
+    images, masks = numbered()
+    assert data.SliceBatches(images, masks, batch_size=4).num_batches == 3
+    assert data.SliceBatches(images, masks, batch_size=4, drop_remainder=True).num_batches == 2
+    batches = data.SliceBatches(images, masks, batch_size=4)
+    assert batches[2][0][:, 0, 0, 0].tolist() == [8.0, 9.0]
+    with pytest.raises(IndexError, match="batch 3 of a stream of 3 batches"):
+        batches[3]
+
+
+def test_make_dataset_from_a_later_batch_is_the_rest_of_the_stream(tiny_arrays):
+    settings = dict(batch_size=4, augment=True, shuffle=True, repeat=True, seed=5)
+    whole = [x.numpy() for x, _ in data.make_dataset(*tiny_arrays, **settings).take(5)]
+    rest = data.make_dataset(*tiny_arrays, first_batch=3, **settings).take(2)
+    for expected, (x, _) in zip(whole[3:], rest, strict=True):
+        np.testing.assert_array_equal(x.numpy(), expected)
+
+
+def test_slice_batches_augment_alike_with_threads(tiny_arrays):
+    settings = dict(batch_size=6, augment=True, shuffle=True, repeat=True, seed=2)
+    alone = data.SliceBatches(*tiny_arrays, **settings)
+    threaded = data.SliceBatches(*tiny_arrays, workers=3, **settings)
+    for index in (0, 5):
+        for expected, got in zip(alone[index], threaded[index], strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_slice_batches_refuse_bad_arguments():
+    images, masks = numbered()
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
+        data.SliceBatches(images, masks, seed=-1)
+    with pytest.raises(ValueError, match="no images to make batches of"):
+        data.SliceBatches(images[:0], masks[:0])
 
 
 def test_make_dataset_refuses_bad_arguments():

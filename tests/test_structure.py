@@ -35,7 +35,7 @@ def _unit(path: Path) -> str:
 # Inside a sub-package, its modules' own order (a module may import those before it).
 INNER_ORDER = {
     "data": ["files", "layout", "split", "pipeline", "sources"],
-    "training": ["hardware", "schedule", "checkpoints", "callbacks", "run"],
+    "training": ["hardware", "schedule", "checkpoints", "callbacks", "feeding", "run"],
 }
 
 

@@ -379,12 +379,20 @@ def test_precision_choice_on_cpu(monkeypatch):
     ids=["T4", "A100", "P100"],
 )
 def test_precision_choice_on_a_gpu(monkeypatch, capability, expected):
+    monkeypatch.setattr(training.hardware, "gpu_capability", lambda: capability)
+    assert training.choose_precision("auto") == expected
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="asks TensorFlow")
+def test_gpu_capability_as_tensorflow_reports_it(monkeypatch):
     import tensorflow as tf
 
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
-    details = {"compute_capability": capability}
+    details = {"compute_capability": (7, 5)}
     monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu: details)
-    assert training.choose_precision("auto") == expected
+    assert training.hardware.gpu_capability() == (7, 5)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert training.hardware.gpu_capability() is None
 
 
 def test_mixed_float16_training_scales_its_loss_and_saves_a_float32_output(
@@ -458,3 +466,38 @@ def test_the_shipped_recipes_train_on_every_patient_but_the_validation_ones(gpu,
     )
     assert split["test"] == [] and len(split["val"]) == 1
     assert len(split["train"]) == len({r.patient_id for r in tiny_records}) - 1
+
+
+# --- what fit reads, on every backend --------------------------------------------------------
+
+
+def test_batch_sequence_gives_the_tf_data_batches(tiny_arrays_for_feeding):
+    # The PyDataset that JAX and PyTorch runs read gives tf.data's batches, bit for bit, from
+    # the same batch on: the same order, the same augmentation, the same resume.
+    from pspseg_utils.training.feeding import BatchSequence
+
+    images, masks = tiny_arrays_for_feeding
+    settings = dict(batch_size=4, augment=True, shuffle=True, repeat=True, seed=7,
+                    missing_sequence_rate=0.5, drop_remainder=True)  # fmt: skip
+    expected = list(data.make_dataset(images, masks, first_batch=2, **settings).take(3))
+    sequence = BatchSequence(data.SliceBatches(images, masks, workers=2, **settings), first_batch=2)
+    assert sequence.num_batches is None
+    for index, (x, y) in enumerate(expected):
+        got_x, got_y = sequence[index]
+        np.testing.assert_array_equal(got_x, x.numpy())
+        np.testing.assert_array_equal(got_y, y.numpy())
+
+
+def test_batch_sequence_of_one_pass_counts_from_its_first_batch(tiny_arrays_for_feeding):
+    from pspseg_utils.training.feeding import BatchSequence
+
+    batches = data.SliceBatches(*tiny_arrays_for_feeding, batch_size=5)  # 12 slices: 3 batches
+    assert BatchSequence(batches, first_batch=1).num_batches == 2
+    assert [len(x) for x, _ in BatchSequence(batches)] == [5, 5, 2]
+    with pytest.raises(ValueError, match=r"first_batch must be in \[0, 3\), got 3"):
+        BatchSequence(batches, first_batch=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_arrays_for_feeding(tiny_records):
+    return data.load_arrays(tiny_records[:12], progress=False)

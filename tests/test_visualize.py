@@ -1,4 +1,5 @@
-"""The course's figures: each is titled, and the slice browser works with and without a notebook."""
+"""The course's figures: each is titled, the slice browser works with and without a notebook, and
+the pictures of the network's ideas show what the model and Keras' layers do."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
-from pspseg_utils import data, rules, visualize  # noqa: E402
+from pspseg_utils import data, models, rules, visualize  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -158,3 +160,166 @@ def test_widget_bundle_of_an_ipywidgets_7_widget_names_its_model():
 def test_slice_browser_refuses_no_records():
     with pytest.raises(ValueError, match="at least one slice record"):
         visualize.slice_browser([])
+
+
+# === Pictures of the network's ideas: the block diagram, dilation, the output stride's grid ===
+
+
+def _shape_text(shape) -> str:
+    height, width, channels = tuple(shape)[1:]
+    return f"{height}×{width}×{channels}"
+
+
+def _diagram(figure):
+    """The diagram's blocks (the gid of each box) and each block's text, by gid."""
+    (axis,) = figure.axes
+    boxes = [patch.get_gid() for patch in axis.patches if isinstance(patch, FancyBboxPatch)]
+    return boxes, {text.get_gid(): text.get_text() for text in axis.texts}
+
+
+def _tiny_pspnet(backbone="mobilenetv2_035", **options):
+    options = {"num_classes": 1, "backbone_weights": None, "head_channels": 16, **options}
+    return models.build_pspnet((64, 64, 3), backbone=backbone, **options)
+
+
+def _architecture_case(backbone, aux_loss_weight, skip_channels):
+    """(backbone, aux_loss_weight, skip_channels); the ResNets, the slowest to build, slow."""
+    slow = pytest.mark.slow if backbone.startswith("resnet") else ()
+    return pytest.param(backbone, aux_loss_weight, skip_channels, marks=slow)
+
+
+ARCHITECTURE_CASES = [_architecture_case(name, 0.4, 8) for name in rules.BACKBONE_NAMES] + [
+    _architecture_case("vgg16", None, None),  # the paper's PSPNet, without auxiliary head
+    _architecture_case("mobilenetv2_035", 0.4, None),
+    _architecture_case("mobilenetv2_035", None, 8),
+]
+
+
+@pytest.mark.parametrize("backbone, aux_loss_weight, skip_channels", ARCHITECTURE_CASES)
+def test_architecture_diagram_has_a_block_per_step_with_the_models_own_shapes(
+    backbone, aux_loss_weight, skip_channels
+):
+    model = _tiny_pspnet(backbone, aux_loss_weight=aux_loss_weight, skip_channels=skip_channels)
+    figure = visualize.show_architecture(model)
+    boxes, texts = _diagram(figure)
+
+    def shape(layer):
+        return _shape_text(model.get_layer(layer).output.shape)
+
+    expected = ["input", "standardize", "backbone", "bin1", "bin2", "bin3", "bin6", "concat",
+                "head", "classifier", "output"]  # fmt: skip
+    expected += ["decoder", "skip"] * bool(skip_channels)
+    expected += ["aux_head", "aux_output"] * bool(aux_loss_weight)
+    assert sorted(boxes) == sorted(expected)  # one box each, a box per pyramid bin
+    assert len(boxes) == 4 + 7 + 2 * bool(skip_channels) + 2 * bool(aux_loss_weight)
+    features = model.get_layer("ppm_pool1").input.shape
+    assert features[1] == 64 // 8
+    assert texts["input"].endswith("64×64×3")
+    assert texts["standardize"].endswith(shape("standardize"))
+    assert texts["backbone"] == f"backbone\n{backbone}\n{_shape_text(features)}\noutput stride 8"
+    for bins in (1, 2, 3, 6):
+        assert texts[f"bin{bins}"].endswith(shape(f"ppm_pool{bins}_relu"))
+        assert shape(f"ppm_pool{bins}_relu").startswith(f"{bins}×{bins}×")
+    assert texts["concat"].endswith(shape("ppm_concat"))
+    assert texts["head"].endswith(shape("head_dropout"))
+    assert texts["classifier"].endswith(shape("head_classifier"))
+    # The classifier runs at stride 4 with the decoder, at the output stride without it.
+    assert shape("head_classifier") == ("16×16×1" if skip_channels else "8×8×1")
+    assert texts["output"] == "upsample,\nsigmoid\n64×64×1"
+    assert texts["route:features"].endswith(_shape_text(features))
+    if skip_channels:
+        assert texts["decoder"].endswith(shape("head_decoder_relu"))
+        assert texts["skip"].endswith(shape("head_skip_relu"))
+        skip = model.get_layer("head_skip_conv").input.shape
+        assert texts["route:skip"] == f"stride 4: {_shape_text(skip)}"
+    if aux_loss_weight:
+        assert texts["aux_head"].endswith(shape("aux_classifier"))
+        assert texts["aux_output"].endswith(shape("aux_probabilities"))
+    assert ("route:skip" in texts) == bool(skip_channels)
+    assert ("route:auxiliary" in texts) == bool(aux_loss_weight)
+    legend = _legend_labels(figure)[0]
+    assert ("auxiliary head (training only)" in legend) == bool(aux_loss_weight)
+    assert ("stride-4 decoder" in legend) == bool(skip_channels)
+    assert figure.get_suptitle() == (
+        f"PSPNet on {backbone}: 64×64×3 in, 64×64×1 out, output stride 8"
+    )
+    assert figure.axes[0].get_title()
+
+
+def test_architecture_diagram_follows_the_bins_and_the_output_stride():
+    model = _tiny_pspnet(bins=(1, 2, 4), output_stride=16, aux_loss_weight=None, num_classes=3)
+    boxes, texts = _diagram(visualize.show_architecture(model))
+    assert sorted(b for b in boxes if b.startswith("bin")) == ["bin1", "bin2", "bin4"]
+    assert texts["backbone"].endswith("4×4×112\noutput stride 16")
+    assert texts["bin4"].endswith(_shape_text(model.get_layer("ppm_pool4_relu").output.shape))
+    assert texts["output"] == "upsample,\nsoftmax\n64×64×3"
+
+
+def test_architecture_diagram_refuses_a_model_that_is_not_a_pspnet():
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)], name="dense")
+    with pytest.raises(ValueError, match="draws a PSPNet.*'dense'"):
+        visualize.show_architecture(model)
+
+
+def test_dilation_taps_are_read_from_keras_and_lie_rate_pixels_apart():
+    figure = visualize.show_dilation((1, 2, 4), grid_size=11)
+    assert figure.get_suptitle()
+    for axis, rate in zip(figure.axes, (1, 2, 4), strict=True):
+        taps = np.asarray(axis.get_images()[0].get_array())
+        expected = {(5 + rate * row, 5 + rate * column) for row in (-1, 0, 1)
+                    for column in (-1, 0, 1)}  # fmt: skip
+        assert set(zip(*np.nonzero(taps), strict=True)) == expected  # 9 pixels, `rate` apart
+        field = 2 * rate + 1  # (3 - 1) x rate + 1
+        title = f"dilation {rate}: 9 taps,\nreceptive field {field}×{field} pixels"
+        assert axis.get_title() == title
+        assert axis.get_xlabel() and axis.get_ylabel()
+
+
+@pytest.mark.parametrize(
+    "rates, grid_size, message",
+    [((4,), 7, "at least 9"), ((1, 2), 8, "must be odd"), ((0,), 11, "integers >= 1")],
+)
+def test_show_dilation_refuses_a_grid_that_cannot_show_the_rates(rates, grid_size, message):
+    with pytest.raises(ValueError, match=message):
+        visualize.show_dilation(rates, grid_size=grid_size)
+
+
+def _grid_lines(axis):
+    lines = [line for line in axis.lines if line.get_gid() == "grid"]
+    columns = [line.get_xdata()[0] for line in lines if line.get_xdata()[0] == line.get_xdata()[1]]
+    rows = [line.get_ydata()[0] for line in lines if line.get_ydata()[0] == line.get_ydata()[1]]
+    return sorted(columns), sorted(rows)
+
+
+def test_output_stride_grid_has_a_cell_per_feature_over_the_flair_slice():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    figure = visualize.show_output_stride(image, 8)
+    columns, rows = _grid_lines(figure.axes[0])
+    borders = [8 * k - 0.5 for k in range(1, 16)]  # 15 borders a side: 16 cells
+    assert columns == borders and rows == borders
+    assert figure.get_suptitle() == (
+        "Output stride 8: a 128×128 slice, a 16×16 feature map (a cell: 8×8 pixels)"
+    )
+    shown = np.asarray(figure.axes[0].get_images()[0].get_array())
+    np.testing.assert_array_equal(shown, image[..., rules.DISPLAY_CHANNEL])  # FLAIR, in grey
+    averaged = np.asarray(figure.axes[1].get_images()[0].get_array())
+    cell = image[8:16, 24:32, rules.DISPLAY_CHANNEL].mean()
+    np.testing.assert_array_equal(averaged[8:16, 24:32], np.full((8, 8), round(cell)))
+    assert all(axis.get_title() and axis.get_xlabel() for axis in figure.axes)
+
+
+def test_output_stride_outlines_the_mask_on_both_panels():
+    figure = visualize.show_output_stride(_flair_slice(), 16, mask=_square(4, 4))
+    assert _grid_lines(figure.axes[0]) == ([15.5], [15.5])  # 32 px at stride 16: 2 x 2 cells
+    assert "2×2 feature map" in figure.get_suptitle()
+    assert _legend_labels(figure) == [["truth (outline)"]]
+    for axis in figure.axes:
+        np.testing.assert_array_equal(axis.get_images()[0].get_array()[4, 7], rules.TRUTH_COLOUR)
+
+
+def test_show_output_stride_refuses_sides_that_are_not_multiples_of_the_stride():
+    with pytest.raises(ValueError, match="multiples of the stride 8, got 100x100"):
+        visualize.show_output_stride(np.zeros((100, 100, 3), np.uint8), 8)

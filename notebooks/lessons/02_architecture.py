@@ -6,7 +6,8 @@
 # **You will learn**
 #
 # - what semantic segmentation asks of a network
-# - dilated backbones and the output stride
+# - the whole network at a glance, drawn from its own layers
+# - dilated convolutions, the output stride, and how coarse its grid is
 # - the pyramid pooling module, built cell by cell
 # - the three backbones' size and speed
 # - why the recipe adds a decoder at stride 4
@@ -75,16 +76,54 @@ print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: 
 # detail with a *dilated* backbone and adds context with *pyramid pooling*.
 
 # %% [markdown]
+# ## The whole network at a glance
+# The network lesson 3 trains, drawn from its own layers: each box is a step, with the shape of
+# what it outputs (height x width x channels). The backbone shrinks the slice by the output
+# stride, the pyramid pools its features into 1x1, 2x2, 3x3 and 6x6 bins, and the head
+# classifies each cell of the feature map. The auxiliary head (used only while training) and
+# the stride-4 decoder are the recipe's additions; the sections below take each part in turn.
+
+# %%
+settings = {**ps.config.model_settings(CONFIG), "backbone_weights": None}  # shapes need no weights
+recipe_model = ps.models.build_pspnet((CONFIG.image_size, CONFIG.image_size, 3), **settings)
+visualize.show_architecture(recipe_model)
+plt.show()
+
+# %% [markdown]
 # ## Backbone and output stride
 # Classification networks shrink the image 32 times. PSPNet stops shrinking at 8 (the *output
 # stride*) by replacing the last strides with dilated convolutions, which see as far without
-# losing resolution. Here is VGG16 at three output strides, on a 256 x 256 input:
+# losing resolution. A 3x3 convolution at dilation r spaces its 9 taps r pixels apart: it covers
+# (3 - 1) x r + 1 pixels a side with the same 9 weights, and without a stride. The figure asks
+# Keras' own `Conv2D` which input pixels it reads for one output pixel:
+
+# %%
+visualize.show_dilation(rates=(1, 2, 4))
+plt.show()
+
+# %% [markdown]
+# Here is VGG16 at three output strides, on a 256 x 256 input:
 
 # %% tags=["nbval-check-output"]
 for output_stride in (32, 16, 8):
     backbone = ps.models.build_backbone("vgg16", input_shape=(256, 256, 3),
                                         output_stride=output_stride)
     print(f"output stride {output_stride:>2}: features {backbone.output.shape[1:]}")
+
+# %% [markdown]
+# Each feature describes a cell of stride x stride pixels. Below, the slice with the largest
+# tumour (its outline in blue), at this profile's size, with the cells drawn over it at output
+# stride 32 and at 8; beside each, the slice averaged per cell: all the detail that many values
+# can place.
+
+# %%
+size = CONFIG.image_size
+records = data.find_slices(DATA_DIR, progress=False)
+example = max(records, key=lambda r: r.tumour_pixels)
+images, truths = data.load_arrays([example], image_size=size, progress=False)
+for output_stride in (32, 8):
+    visualize.show_output_stride(images[0], output_stride, mask=truths[0])
+    plt.show()
 
 # %% [markdown]
 # ## The pyramid pooling module, cell by cell
@@ -143,7 +182,6 @@ def milliseconds(step, *arguments, repeats=2):
     return (time.perf_counter() - start) / repeats * 1000
 
 
-size = CONFIG.image_size
 rng = np.random.default_rng(SEED)
 slices = (rng.random((8, size, size, 3)) * 255).astype(np.float32)
 masks = (rng.random((8, size, size, 1)) > 0.9).astype(np.float32)
@@ -170,9 +208,6 @@ for name in ("vgg16", "resnet50", "mobilenetv2", "mobilenetv2_050"):
 # and sigmoid(0) = 0.5.
 
 # %%
-records = data.find_slices(DATA_DIR, progress=False)
-example = max(records, key=lambda r: r.tumour_pixels)
-images, _ = data.load_arrays([example], image_size=size, progress=False)
 model = ps.models.build_pspnet((size, size, 3), 1, backbone=CONFIG.backbone,
                                head_channels=CONFIG.head_channels, backbone_weights=None)
 probabilities = model.predict(images.astype("float32"), verbose=0)
@@ -219,11 +254,17 @@ print("inference:", tuple(model(images.astype("float32")).shape))
 # is `skip_channels=None`.
 
 # %%
-decoder_model = ps.models.build_pspnet((size, size, 3), 1, backbone=CONFIG.backbone,
-                                       head_channels=CONFIG.head_channels,
-                                       skip_channels=CONFIG.skip_channels, backbone_weights=None)
+# The recipe's network, drawn at the top of the lesson, has the decoder.
 for name in ("head_dropout", "head_skip_relu", "head_decoder_relu", "head_probabilities"):
-    print(f"{name:>18}: {tuple(decoder_model.get_layer(name).output.shape[1:])}")
+    print(f"{name:>18}: {tuple(recipe_model.get_layer(name).output.shape[1:])}")
+
+# %% [markdown]
+# The slice on the decoder's grid: at stride 4, four times as many cells as at stride 8, each
+# 4 x 4 pixels.
+
+# %%
+visualize.show_output_stride(images[0], 4, mask=truths[0])
+plt.show()
 
 # %% [markdown]
 # ## The pooled feature maps
@@ -329,8 +370,10 @@ print("One answer: the decoder first. It classifies on the stride-4 grid, 4 time
 # %% [markdown]
 # ## Check your understanding
 # 1. What does the output stride count, and what do dilated convolutions let PSPNet keep?
-# 2. How many channels leave the pyramid for the (32, 32, 512) features above, and why that many?
-# 3. Why does an untrained PSPNet predict 0.5 for every pixel?
-# 4. What does the auxiliary head add while training, and what does the model return at
+# 2. A 3x3 convolution at dilation 4: how many input pixels does it read, and how wide is its
+#    receptive field?
+# 3. How many channels leave the pyramid for the (32, 32, 512) features above, and why that many?
+# 4. Why does an untrained PSPNet predict 0.5 for every pixel?
+# 5. What does the auxiliary head add while training, and what does the model return at
 #    inference?
-# 5. Which of the four backbones would you pick on a laptop, going by the timings above?
+# 6. Which of the four backbones would you pick on a laptop, going by the timings above?

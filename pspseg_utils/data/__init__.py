@@ -47,6 +47,7 @@ from pspseg_utils.data.layout import (
 )
 from pspseg_utils.data.pipeline import (
     FLAIR_IN_PLACE_OF,
+    SliceBatches,
     augment_pair,
     load_arrays,
     make_dataset,
@@ -85,6 +86,7 @@ __all__ = [
     "select_patients",
     "load_arrays",
     "augment_pair",
+    "SliceBatches",
     "make_dataset",
     "prepare",
     "resolve_data_dir",

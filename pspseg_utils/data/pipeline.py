@@ -1,5 +1,6 @@
-"""Decoding a dataset once into arrays, then a seeded tf.data pipeline over them with
-augmentation; the only part of `data` that imports TensorFlow (when called)."""
+"""Decoding a dataset once into arrays, then seeded, augmented batches over them: `SliceBatches`
+in NumPy for every backend, and `make_dataset`, the same batches as a tf.data pipeline (the only
+part of `data` that imports TensorFlow, when called)."""
 
 from __future__ import annotations
 
@@ -117,57 +118,45 @@ FLAIR_IN_PLACE_OF = np.array([[True, False, False], [False, False, True], [True,
 
 def augment_pair(image, mask, seed, missing_sequence_rate=0.0, max_gamma=2.0):
     """Random left-right flip, rotation (+-10 deg), scale (0.9-1.1) and per-channel intensity
-    gain (0.9-1.1) and gamma (uniform in [1 / max_gamma, max_gamma]), all from one stateless
-    seed so a given seed always gives the same sample.
+    gain (0.9-1.1) and gamma (uniform in [1 / max_gamma, max_gamma]), all drawn from `seed`
+    (an int or a sequence of non-negative ints, as `np.random.default_rng` takes), so a given
+    seed always gives the same sample.
 
     With probability `missing_sequence_rate`, FLAIR also replaces pre-contrast, post-contrast or
     both (one of the three, equally likely): the dataset's own convention for a missing sequence
     (15 of its 110 patients), which a network trained on complete slices has never seen.
 
-    TensorFlow draws the parameters; OpenCV does the pixel work (`_augment_arrays`), about 8x
-    faster on a CPU than TensorFlow's ImageProjectiveTransformV3 and pow kernels. Takes an image
-    (H, W, 3k) (k slices: see `load_arrays`' context_slices), all moved and shaded alike, and a
-    mask (H, W, 1), in 0..255, and a stateless seed (2,) int64, and returns them as float32;
-    runs in tf.data and eagerly alike.
+    NumPy draws the parameters and OpenCV does the pixel work (`_augment_arrays`), so every
+    Keras backend gets the same samples, and on a CPU OpenCV is about 8x faster than
+    TensorFlow's image kernels. Takes an image (H, W, 3k) (k slices: see `load_arrays`'
+    context_slices), all moved and shaded alike, and a mask (H, W, 1), in 0..255, and returns
+    them as float32.
     """
-    import tensorflow as tf
+    rng = np.random.default_rng(seed)
+    flip = rng.random() < 0.5
+    angle = np.deg2rad(rng.uniform(-10.0, 10.0))
+    scale = rng.uniform(0.9, 1.1)
+    gain = rng.uniform(0.9, 1.1, size=3)
+    gamma = rng.uniform(1.0 / max_gamma, max_gamma, size=3)
+    missing = rng.random() < missing_sequence_rate
+    flair_in_place_of = FLAIR_IN_PLACE_OF[rng.integers(len(FLAIR_IN_PLACE_OF))] & missing
 
-    seeds = tf.random.experimental.stateless_split(seed, num=7)
-    centre_y, centre_x = tf.unstack((tf.cast(tf.shape(image)[:2], tf.float32) - 1.0) / 2.0)
-    flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
-
-    angle = tf.random.stateless_uniform([], seeds[1], -10.0, 10.0) * (np.pi / 180.0)
-    scale = tf.random.stateless_uniform([], seeds[2], 0.9, 1.1)
+    centre_y, centre_x = (np.array(image.shape[:2], np.float64) - 1.0) / 2.0
     # Output pixel (x, y) samples input at A (x - c) + c with A = R(angle) / scale, c the centre.
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    inverse_map = tf.stack(
-        [
-            cos,
-            -sin,
-            centre_x - cos * centre_x + sin * centre_y,
-            sin,
-            cos,
-            centre_y - sin * centre_x - cos * centre_y,
-        ]
-    )
-    gain = tf.random.stateless_uniform([3], seeds[3], 0.9, 1.1)
-    gamma = tf.random.stateless_uniform([3], seeds[4], 1.0 / max_gamma, max_gamma)
-    missing = tf.random.stateless_uniform([], seeds[5]) < missing_sequence_rate
-    which = tf.random.stateless_uniform([], seeds[6], 0, len(FLAIR_IN_PLACE_OF), tf.int32)
-    flair_in_place_of = tf.logical_and(missing, tf.gather(FLAIR_IN_PLACE_OF, which))
-
-    image_shape, mask_shape = image.shape, mask.shape
-    if image.dtype != tf.uint8:
-        image = tf.saturate_cast(tf.round(tf.cast(image, tf.float32)), tf.uint8)
-    image, mask = tf.numpy_function(
-        _augment_arrays,
-        [image, tf.cast(mask[..., 0], tf.uint8), flip, inverse_map, gain, gamma, flair_in_place_of],
-        [tf.float32, tf.float32],
-        stateful=False,
-    )
-    image.set_shape(image_shape)
-    mask.set_shape(mask_shape)
-    return image, mask
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    inverse_map = [
+        cos,
+        -sin,
+        centre_x - cos * centre_x + sin * centre_y,
+        sin,
+        cos,
+        centre_y - sin * centre_x - cos * centre_y,
+    ]
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(np.round(image.astype(np.float32)), 0, 255).astype(np.uint8)
+    mask = np.asarray(mask)[..., 0].astype(np.uint8)
+    return _augment_arrays(image, mask, flip, inverse_map, gain, gamma, flair_in_place_of)
 
 
 def _augment_arrays(image, mask, flip, inverse_map, gain, gamma, flair_in_place_of):
@@ -198,6 +187,98 @@ def _augment_arrays(image, mask, flip, inverse_map, gain, gamma, flair_in_place_
     return image, mask[..., None].astype(np.float32)
 
 
+class SliceBatches:
+    """Batches of (image float32 (B, S, S, C) in 0..255, mask float32 (B, S, S, 1)) from
+    in-memory arrays, numbered 0, 1, 2, ...: batch i depends only on the arrays, the settings
+    and i. So tf.data (`make_dataset`), a Keras PyDataset on another backend, or a plain loop
+    all get the same batches, and a run resumed at batch k starts at batch k.
+
+    The slices are taken in passes over the data, each in its own seeded order with `shuffle`
+    (else in order); with `repeat`, endlessly, batches running on across passes; without, one
+    pass, its last batch smaller unless `drop_remainder`. With `augment`, the slice at position
+    p of the stream is augmented with seed (seed, 1, p) (`augment_pair`), by `workers` threads
+    (OpenCV's kernels release Python's lock, so threads run them in parallel).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        *,
+        batch_size: int = 8,
+        augment: bool = False,
+        shuffle: bool = False,
+        repeat: bool = False,
+        seed: int = 0,
+        drop_remainder: bool = False,
+        missing_sequence_rate: float = 0.0,
+        max_gamma: float = 2.0,
+        workers: int = 1,
+    ):
+        if len(images) != len(masks):
+            raise ValueError(f"{len(images)} images but {len(masks)} masks")
+        if not len(images):
+            raise ValueError("no images to make batches of")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        if not 0.0 <= missing_sequence_rate <= 1.0:
+            raise ValueError(
+                f"missing_sequence_rate must be in [0, 1], got {missing_sequence_rate!r}"
+            )
+        if not max_gamma >= 1.0:
+            raise ValueError(f"max_gamma must be >= 1, got {max_gamma!r}")
+        if not (isinstance(seed, (int, np.integer)) and seed >= 0):
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.images, self.masks = images, masks
+        self.batch_size, self.augment, self.shuffle, self.repeat = (
+            batch_size,
+            augment,
+            shuffle,
+            repeat,
+        )
+        self.seed, self.drop_remainder = int(seed), drop_remainder
+        self.missing_sequence_rate, self.max_gamma = missing_sequence_rate, max_gamma
+        self.workers = workers
+
+    @property
+    def num_batches(self) -> int | None:
+        """Batches in the stream; None when it is endless (`repeat`)."""
+        if self.repeat:
+            return None
+        whole, rest = divmod(len(self.images), self.batch_size)
+        return whole + (1 if rest and not self.drop_remainder else 0)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The slice indices of pass `epoch`, (N,) int64: seeded with (seed, 0, epoch)."""
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng((self.seed, 0, epoch)).permutation(len(self.images))
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        index = int(index)
+        if index < 0 or (self.num_batches is not None and index >= self.num_batches):
+            raise IndexError(f"batch {index} of a stream of {self.num_batches} batches")
+        count = len(self.images)
+        stop = (index + 1) * self.batch_size
+        positions = np.arange(index * self.batch_size, stop if self.repeat else min(stop, count))
+        epochs = positions // count
+        orders = {epoch: self.order(epoch) for epoch in np.unique(epochs)}
+        chosen = np.array([orders[e][p % count] for e, p in zip(epochs, positions, strict=True)])
+        images, masks = self.images[chosen], self.masks[chosen][..., None]
+        if not self.augment:
+            return images.astype(np.float32), masks.astype(np.float32)
+        def augmented(position: int, image: np.ndarray, mask: np.ndarray):
+            settings = (self.missing_sequence_rate, self.max_gamma)
+            return augment_pair(image, mask, (self.seed, 1, int(position)), *settings)
+
+        if self.workers > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                pairs = list(pool.map(augmented, positions, images, masks))
+        else:
+            pairs = list(map(augmented, positions, images, masks))
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
 def make_dataset(
     images: np.ndarray,
     masks: np.ndarray,
@@ -210,40 +291,44 @@ def make_dataset(
     drop_remainder: bool = False,
     missing_sequence_rate: float = 0.0,
     max_gamma: float = 2.0,
+    first_batch: int = 0,
 ):
-    """A `tf.data.Dataset` of (image float32 (B, S, S, C) in 0..255, mask float32 (B, S, S, 1)),
-    C = 3, or 3 (1 + 2c) for images with context slices (see `load_arrays`).
+    """The batches of `SliceBatches` (same arguments) as a `tf.data.Dataset`, from batch
+    `first_batch` on, made in parallel and prefetched, in order.
 
-    The arrays are already decoded (see `load_arrays`), so the pipeline only shuffles, augments,
-    batches and prefetches. Everything random is seeded, and the dataset is deterministic: the
-    same seed gives the same batches in the same order. With `augment`, a share
-    `missing_sequence_rate` of the slices have FLAIR in place of another sequence, and each
-    sequence's contrast is bent by a gamma up to `max_gamma` (>= 1) or its inverse.
+    Each batch is (image float32 (B, S, S, C) in 0..255, mask float32 (B, S, S, 1)), C = 3, or
+    3 (1 + 2c) for images with context slices (see `load_arrays`). The arrays are already
+    decoded, so the pipeline only gathers, augments and prefetches. Deterministic: the same
+    seed gives the same batches in the same order, on every backend (see `SliceBatches`).
     """
     import tensorflow as tf
 
-    if len(images) != len(masks):
-        raise ValueError(f"{len(images)} images but {len(masks)} masks")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    if not 0.0 <= missing_sequence_rate <= 1.0:
-        raise ValueError(f"missing_sequence_rate must be in [0, 1], got {missing_sequence_rate!r}")
-    if not max_gamma >= 1.0:
-        raise ValueError(f"max_gamma must be >= 1, got {max_gamma!r}")
-    dataset = tf.data.Dataset.from_tensor_slices((images, masks[..., None]))
-    if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    if augment:
-        element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, element_seeds)).map(
-            lambda pair, s: augment_pair(pair[0], pair[1], s, missing_sequence_rate, max_gamma),
-            num_parallel_calls=tf.data.AUTOTUNE,
+    batches = SliceBatches(
+        images,
+        masks,
+        batch_size=batch_size,
+        augment=augment,
+        shuffle=shuffle,
+        repeat=repeat,
+        seed=seed,
+        drop_remainder=drop_remainder,
+        missing_sequence_rate=missing_sequence_rate,
+        max_gamma=max_gamma,
+    )
+    batch_dimension = batch_size if drop_remainder or repeat else None
+    image_shape = (batch_dimension, *images.shape[1:])
+    mask_shape = (batch_dimension, *masks.shape[1:], 1)
+
+    def load(index):
+        image, mask = tf.numpy_function(
+            batches.__getitem__, [index], [tf.float32, tf.float32], stateful=False
         )
-    else:
-        dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)))
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    options = tf.data.Options()
-    options.deterministic = True
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+        image.set_shape(image_shape)
+        mask.set_shape(mask_shape)
+        return image, mask
+
+    stop = batches.num_batches if batches.num_batches is not None else np.iinfo(np.int64).max
+    dataset = tf.data.Dataset.range(first_batch, stop).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -4,6 +4,7 @@ that takes a data folder."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,16 +37,20 @@ from pspseg_utils.training.checkpoints import (
     trim_log,
     write_json_atomically,
 )
-from pspseg_utils.training.hardware import choose_precision, distribution_strategy, dtype_policy
+from pspseg_utils.training.feeding import batch_stream
+from pspseg_utils.training.hardware import (
+    choose_precision,
+    distribution_scope,
+    dtype_policy,
+    has_gpu,
+)
 from pspseg_utils.training.schedule import DecaySchedule, learning_rate_schedule
 
 
 def default_config(*, gpu: bool | None = None, **overrides) -> TrainConfig:
     """The CPU recipe without a GPU (the TrainConfig defaults, for as many epochs as fit in 25
     minutes), a full-size recipe with one; `overrides` win."""
-    import tensorflow as tf
-
-    gpu = bool(tf.config.list_physical_devices("GPU")) if gpu is None else gpu
+    gpu = has_gpu() if gpu is None else gpu
     return TrainConfig(**{**(recipes.GPU if gpu else recipes.CPU), **overrides})
 
 
@@ -120,10 +125,11 @@ def fit(
 
     keras.utils.set_random_seed(config.seed)
 
-    def shuffled_batches(seed: int, *, repeat: bool):
-        return data.make_dataset(
+    def shuffled_batches(seed: int, *, repeat: bool, first_batch: int = 0):
+        return batch_stream(
             images,
             masks,
+            first_batch=first_batch,
             batch_size=config.batch_size,
             augment=config.augment,
             missing_sequence_rate=config.missing_sequence_rate,
@@ -134,10 +140,10 @@ def fit(
             drop_remainder=True,
         )
 
-    train_stream = shuffled_batches(config.seed, repeat=True).skip(epochs_done * steps)
+    train_stream = shuffled_batches(config.seed, repeat=True, first_batch=epochs_done * steps)
     val_stream = None
     if val_arrays is not None and len(val_arrays[0]):
-        val_stream = data.make_dataset(*val_arrays, batch_size=val_batch_size or config.batch_size)
+        val_stream = batch_stream(*val_arrays, batch_size=val_batch_size or config.batch_size)
 
     # Validation sees the averaged weights, then statistics re-estimated for them: in this order.
     averaging: list[keras.callbacks.Callback] = []
@@ -147,7 +153,7 @@ def fit(
 
         def statistics_batches(epoch: int):
             batches = shuffled_batches(config.seed + 1 + epoch, repeat=False)
-            return (batch for batch, _ in batches.take(config.precise_bn_batches))
+            return (batch for batch, _ in itertools.islice(batches, config.precise_bn_batches))
 
         averaging.append(PreciseBatchNorm(statistics_batches))
     monitor = "val_dice" if val_stream is not None else "dice"
@@ -260,7 +266,7 @@ def train(
     precision = choose_precision(config.precision)
     print(f"Training {config.backbone} PSPNet at {config.image_size}px in {precision}.")
     keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
-    with dtype_policy(precision), distribution_strategy().scope():
+    with dtype_policy(precision), distribution_scope():
         # Built before the data is read: a size the network cannot take, or ImageNet weights
         # that cannot be downloaded, fail in seconds and before anything is written.
         model = build_pspnet(
