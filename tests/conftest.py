@@ -14,6 +14,7 @@ import os
 # Before anything imports TensorFlow: keep its C++ start-up chatter out of the test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
 
 from pspseg_utils import data  # noqa: E402
@@ -32,6 +33,12 @@ TINY_TRAINING = dict(
     precision="float32",
     val_fraction=0.2,
     test_fraction=0.2,
+)
+
+# A test of TensorFlow's own parts (tf.data, GradientTape, SavedModel): skipped on the other
+# backends, which CI also runs the suite on (`python3 dev.py jax`).
+tensorflow_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow's own parts"
 )
 
 TINY_PATIENTS = 6

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tensorflow_only
 
 from pspseg_utils.losses import get_loss
 from pspseg_utils.models import (
@@ -256,6 +257,7 @@ def test_bce_dice_loss_is_finite(models, backbone, num_classes):
     ("backbone", "skip_channels"),
     [*(backbone_param(b, None) for b in FEATURE_CHANNELS), backbone_param("mobilenetv2", 8)],
 )
+@tensorflow_only
 def test_adam_steps_on_one_batch_lower_the_loss(backbone, skip_channels):
     # A fresh model: training changes weights that the cached models' tests rely on. An eager
     # loop: tracing a train step costs ~40 s on 2 busy cores for MobileNetV2 / ResNet50.

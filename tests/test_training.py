@@ -13,6 +13,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from conftest import tensorflow_only
 
 from pspseg_utils import data, inference, training
 from pspseg_utils.models import PSPNet
@@ -201,6 +202,7 @@ def test_learning_rate_schedules(schedule, step, expected):
     assert float(value) == pytest.approx(expected, rel=1e-5, abs=1e-9)
 
 
+@tensorflow_only
 def test_decay_schedule_length_can_change_after_tracing():
     import tensorflow as tf
 
@@ -466,6 +468,22 @@ def test_the_shipped_recipes_train_on_every_patient_but_the_validation_ones(gpu,
     )
     assert split["test"] == [] and len(split["val"]) == 1
     assert len(split["train"]) == len({r.patient_id for r in tiny_records}) - 1
+
+
+def test_a_new_schedule_length_reaches_the_compiled_train_step():
+    # Traced or compiled with a schedule that has barely begun, then ended after one step: the
+    # next step's learning rate is 0, so the weight must not move (on JAX only if the step
+    # was compiled again).
+    schedule = training.DecaySchedule(1.0, 10**6)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse")
+    x, y = np.ones((1, 1), "float32"), np.ones((1, 1), "float32")
+    model.train_on_batch(x, y)
+    moved = keras.ops.convert_to_numpy(model.weights[0]).copy()
+    assert moved.item() != 0.0
+    training.callbacks.set_schedule_length(model, schedule, 1)
+    model.train_on_batch(x, y)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.weights[0]), moved)
 
 
 # --- what fit reads, on every backend --------------------------------------------------------

@@ -267,6 +267,7 @@ class SliceBatches:
         images, masks = self.images[chosen], self.masks[chosen][..., None]
         if not self.augment:
             return images.astype(np.float32), masks.astype(np.float32)
+
         def augmented(position: int, image: np.ndarray, mask: np.ndarray):
             settings = (self.missing_sequence_rate, self.max_gamma)
             return augment_pair(image, mask, (self.seed, 1, int(position)), *settings)

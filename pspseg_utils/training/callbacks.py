@@ -96,6 +96,17 @@ def epochs_that_fit(
     return epochs_done + math.floor(left / (1.05 * epoch_seconds))
 
 
+def set_schedule_length(model: keras.Model, schedule: DecaySchedule, total_steps: int) -> None:
+    """Make `schedule` end after `total_steps` steps, in the middle of `model.fit` too.
+
+    TensorFlow's traced step and PyTorch's eager one read the schedule's length variable at
+    each step; JAX's compiled step holds it as a constant, so there the step is compiled again
+    (one compilation, as at the start of `fit`)."""
+    schedule.set_total_steps(total_steps)
+    if keras.backend.backend() == "jax" and getattr(model, "train_function", None) is not None:
+        model.make_train_function(force=True)
+
+
 class FitScheduleToBudget(TimeBudget):
     """A TimeBudget that also shortens the run, and its learning-rate schedule with it, to the
     epochs that fit in `minutes`, at most the planned ones. It plans after the second epoch of
@@ -153,7 +164,7 @@ class FitScheduleToBudget(TimeBudget):
             return
         again = " again" if self.planned_epochs is not None else ""
         self.planned_epochs = planned
-        self.schedule.set_total_steps(planned * self.steps_per_epoch)
+        set_schedule_length(self.model, self.schedule, planned * self.steps_per_epoch)
         write_json_atomically(
             self.plan_path, {"epochs": planned, "budget_minutes": self.seconds / 60}
         )
@@ -185,14 +196,16 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_test_begin(self, logs=None):
-        import tensorflow as tf
-
         layers = _batch_norm_layers(self.model)
         momenta = [layer.momentum for layer in layers]
         for layer in layers:
             layer.momentum = 0.0  # a training-mode call then leaves its batch's statistics
-        if self.forward is None:  # compiled once, with momentum 0: 3x faster than eager calls
-            self.forward = tf.function(lambda images: self.model(images, training=True))
+        if self.forward is None:
+            self.forward = lambda images: self.model(images, training=True)
+            if keras.backend.backend() == "tensorflow":  # traced once: 3x faster than eager
+                import tensorflow as tf
+
+                self.forward = tf.function(self.forward)
         totals = [np.zeros((2, *layer.moving_mean.shape)) for layer in layers]
         count = 0
         for images in self.batches_for_epoch(self.epoch):
