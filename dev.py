@@ -2,7 +2,8 @@
 """Set up the course's virtual environment and run its jobs; needs only Python 3.10-3.13.
 
     python3 dev.py course   # install, then run the five lessons: data, train, predict, evaluate
-    python3 dev.py test     # install, then ruff and the whole test suite (CI runs it, then colab)
+    python3 dev.py test     # install, then ruff, the whole test suite, and the fast tests on JAX
+                            # (CI runs it, then colab)
     python3 dev.py colab    # a replica of Colab's runtime: the install changes none of its
                             # packages, and the lessons and fast tests pass there
 
@@ -107,6 +108,11 @@ def test() -> None:
         "notebooks",
         env=env,
     )
+    # The fast tests again on JAX: the model, training with its resume and time budget,
+    # inference and evaluation run on every Keras backend (the lessons use tf.data: TensorFlow).
+    jax = dict(env, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
+    run(BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+        "tests", env=jax)  # fmt: skip
 
 
 def colab_python() -> str:

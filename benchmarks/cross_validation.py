@@ -37,7 +37,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from machine import host_cpu  # noqa: E402
+from machine import accelerator, host_cpu  # noqa: E402
 
 
 def fold_split(records, fold: int, *, folds: int, val_fraction: float, seed: int) -> dict:
@@ -157,6 +157,8 @@ def summarize_recipes(lines: list[dict]) -> list[dict]:
 
 
 def run_fold(args) -> dict:
+    import keras
+
     from pspseg_utils import data, evaluation, inference, training
 
     records = data.find_slices(args.data, progress=False)
@@ -185,6 +187,8 @@ def run_fold(args) -> dict:
         "settings": settings,
         "precision": training.choose_precision(config.precision),
         "host_cpu": host_cpu(),
+        "backend": keras.backend.backend(),
+        "device": accelerator(),
         "epochs": result.epochs_done,
         "train_minutes": round(minutes, 1),
         "split_sizes": {name: len(patients) for name, patients in split.items()},

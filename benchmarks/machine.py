@@ -1,5 +1,6 @@
-"""What machine a benchmark ran on, for its JSON lines; the standard library only, so that every
-benchmark can import it, including the article's baseline in its own TensorFlow 2.15 venv."""
+"""What machine a benchmark ran on, for its JSON lines; the standard library only at import, so
+that every benchmark can import it, including the article's baseline in its own TensorFlow 2.15
+venv (which calls `host_cpu` alone)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,21 @@ def host_cpu(cpuinfo: str | None = None) -> str:
     unit = next((unit for flag, unit in VECTOR_UNITS if flag in flags), None)
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
     return f"{name}{f' ({unit})' if unit else ''}, {len(usable)} cores"
+
+
+def accelerator() -> str:
+    """The device Keras 3 computes on: the first GPU's name ("NVIDIA H200") or "cpu", asked of
+    the backend in use (JAX or TensorFlow)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return str(device.device_kind) if device.platform == "gpu" else "cpu"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "cpu"
+    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu")

@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from machine import host_cpu  # noqa: E402
+from machine import accelerator, host_cpu  # noqa: E402
 
 from pspseg_utils.losses import get_loss  # noqa: E402
 from pspseg_utils.models import BACKBONES, build_pspnet  # noqa: E402
@@ -95,21 +95,6 @@ GPU_SET = [
 ]
 # Timing defaults of each set: GPU steps take milliseconds, CPU steps seconds.
 TIMING_DEFAULTS = {"cpu": {"steps": 8, "seconds": 12.0}, "gpu": {"steps": 200, "seconds": 4.0}}
-
-
-def _device() -> str:
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return str(jax.devices()[0].device_kind)
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return (
-        tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu")
-        if gpus
-        else "cpu"
-    )
 
 
 def _peak_host_mb() -> float:
@@ -371,7 +356,7 @@ def run_measurement(row: Measurement, args: argparse.Namespace) -> None:
         "output_stride": row.output_stride if row.what != "pipeline" else None,
         "skip_channels": row.skip_channels if row.what != "pipeline" else None,
         "input": input_kind,
-        "precision": precision, "xla": xla, "device": _device(), "host_cpu": host_cpu(),
+        "precision": precision, "xla": xla, "device": accelerator(), "host_cpu": host_cpu(),
         "backend": backend,
         **{k: round(v, 2) for k, v in result.items()},
         "peak_host_mem_mb": round(_peak_host_mb()),

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pspseg_utils import data
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -259,3 +261,35 @@ def test_cross_validation_folds_test_every_patient_once(tiny_records):
     for split in splits:
         assert sorted(split["train"] + split["val"] + split["test"]) == patients
         assert len(split["val"]) == 1  # 15% of 6 patients, at least one
+
+
+def test_pack_for_device_keeps_every_slice_and_mask(tiny_kaggle_dir, tiny_records, tmp_path):
+    pack = _import_benchmark("pack_for_device").pack
+    assert pack(tiny_kaggle_dir, tmp_path / "packed") == len(tiny_records)
+    packed = data.find_slices(tmp_path / "packed", progress=False)
+    assert [(r.patient_id, r.slice_index) for r in packed] == [
+        (r.patient_id, r.slice_index) for r in tiny_records
+    ]
+    for original, copy in zip(tiny_records, packed, strict=True):
+        assert copy.image_path.suffix == ".jpg" and copy.mask_path.suffix == ".png"
+        np.testing.assert_array_equal(data.read_mask(copy.mask_path),
+                                      data.read_mask(original.mask_path))  # fmt: skip
+        error = np.abs(data.read_image(copy.image_path).astype(int)
+                       - data.read_image(original.image_path)).mean()  # fmt: skip
+        assert error < 4.0  # JPEG's loss at quality 95 on noisy 64 px slices
+
+
+def test_pack_for_device_keeps_the_sequences_in_order(tmp_path):
+    patient = tmp_path / "kaggle_3m" / "TCGA_XX_0001_20000101"
+    patient.mkdir(parents=True)
+    image = np.empty((32, 32, 3), np.uint8)
+    image[...] = (40, 120, 200)  # pre-contrast, FLAIR, post-contrast, told apart by level
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:16, 8:16] = 255
+    data.write_image(patient / f"{patient.name}_1.tif", image[..., ::-1])  # OpenCV's order
+    data.write_image(patient / f"{patient.name}_1_mask.tif", mask)
+    _import_benchmark("pack_for_device").pack(tmp_path / "kaggle_3m", tmp_path / "packed")
+    (record,) = data.find_slices(tmp_path / "packed", progress=False)
+    means = data.read_image(record.image_path).reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(means, [40, 120, 200], atol=2)
+    assert data.read_mask(record.mask_path).sum() == 64

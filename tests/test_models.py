@@ -7,9 +7,12 @@ The ResNet50 cases are marked slow: `pytest -m "not slow"` leaves them out.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -531,3 +534,58 @@ def test_imagenet_weights_unreachable_raises_connection_error(offline):
     fix = r"Pass backbone_weights=None \(`pspseg train --weights none`\) to train from scratch"
     with pytest.raises(ConnectionError, match=fix):
         build_pspnet((HEIGHT, WIDTH, 3), backbone="vgg16", backbone_weights="imagenet")
+
+
+# --- one saved model on every backend -----------------------------------------------------------
+
+OTHER_BACKEND = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+
+# Run under OTHER_BACKEND: load a .keras file, predict the images, save the probabilities; then
+# build, perturb and save a model of its own for the reverse check.
+_ON_THE_OTHER_BACKEND = """
+import sys
+import keras
+import numpy as np
+from pspseg_utils.models import PSPNet
+
+model_in, images, probabilities_out, model_out = sys.argv[1:5]
+loaded = keras.saving.load_model(model_in, safe_mode=True)
+np.save(probabilities_out, keras.ops.convert_to_numpy(loaded(np.load(images), training=False)))
+keras.utils.set_random_seed(1)
+own = PSPNet(input_shape=(48, 64, 3), backbone="mobilenetv2", backbone_weights=None,
+             head_channels=16, skip_channels=8, standardize="foreground")
+own(np.load(images), training=True)  # moving statistics of its own
+own.save(model_out)
+np.save(model_out + ".npy", keras.ops.convert_to_numpy(own(np.load(images), training=False)))
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec(OTHER_BACKEND) is None, reason=f"{OTHER_BACKEND} is not installed"
+)
+def test_a_saved_model_gives_the_same_masks_on_the_other_backend(tmp_path):
+    # A .keras file written on this backend, read on the other (TensorFlow <-> JAX), and back.
+    keras.utils.set_random_seed(0)
+    model = PSPNet(input_shape=(HEIGHT, WIDTH, 3), backbone="mobilenetv2", backbone_weights=None,
+                   head_channels=16, skip_channels=8)  # fmt: skip
+    images = _images()
+    model(images, training=True)  # moving statistics that are not the initial ones
+    model.save(tmp_path / "here.keras")
+    np.save(tmp_path / "images.npy", images)
+    environment = {**os.environ, "KERAS_BACKEND": OTHER_BACKEND, "CUDA_VISIBLE_DEVICES": ""}
+    paths = [tmp_path / name for name in ("here.keras", "images.npy", "there.npy", "there.keras")]
+    subprocess.run([sys.executable, "-c", _ON_THE_OTHER_BACKEND, *map(str, paths)],
+                   env=environment, check=True, timeout=300)  # fmt: skip
+
+    # float32 on both: the probabilities agree to rounding, so the masks are the same (cut at
+    # the median: an untrained model's probabilities may all lie on one side of 0.5).
+    here = _numpy(model(images, training=False))
+    there = np.load(tmp_path / "there.npy")
+    np.testing.assert_allclose(there, here, atol=1e-4)
+    np.testing.assert_array_equal(there > np.median(here), here > np.median(here))
+
+    back = keras.saving.load_model(tmp_path / "there.keras", safe_mode=True)
+    expected = np.load(tmp_path / "there.keras.npy")
+    again = _numpy(back(images, training=False))
+    np.testing.assert_allclose(again, expected, atol=1e-4)
+    np.testing.assert_array_equal(again > np.median(expected), expected > np.median(expected))

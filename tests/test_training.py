@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -514,6 +515,48 @@ def test_batch_sequence_of_one_pass_counts_from_its_first_batch(tiny_arrays_for_
     assert [len(x) for x, _ in BatchSequence(batches)] == [5, 5, 2]
     with pytest.raises(ValueError, match=r"first_batch must be in \[0, 3\), got 3"):
         BatchSequence(batches, first_batch=3)
+
+
+# Run with KERAS_BACKEND=jax and TensorFlow made unimportable, as on the GPU machines: train
+# with a time budget, resume, then evaluate the test patients.
+_WITHOUT_TENSORFLOW = """
+import importlib.abc, json, sys
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] == "tensorflow":
+            raise ImportError("no TensorFlow on this machine")
+
+sys.meta_path.insert(0, NoTensorFlow())
+from pspseg_utils import data, evaluation, inference, training
+data_dir, run_dir, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+config = training.TrainConfig(**settings)
+training.train(data_dir, run_dir, config, progress=False)
+more = training.TrainConfig(**{**settings, "epochs": settings["epochs"] + 1})
+result = training.train(data_dir, run_dir, more, progress=False)
+records = data.select_patients(data.find_slices(data_dir, progress=False),
+                               training.checkpoints.load_split(run_dir)["test"])
+scores = evaluation.evaluate(inference.load_model(run_dir), records, progress=False)
+print(json.dumps({"epochs": result.epochs_done, "patients": len(scores.patients),
+                  "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_jax_trains_resumes_and_evaluates_without_tensorflow(tiny_kaggle_dir, tmp_path):
+    settings = {**TINY, "epochs": 1, "time_budget_minutes": 5.0}
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": ""}
+    finished = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TENSORFLOW, str(tiny_kaggle_dir), str(tmp_path / "run"),
+         json.dumps(settings)],
+        env=environment, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    summary = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert summary == {"epochs": 2, "patients": 1, "tensorflow": False}
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["0", "1"]
 
 
 @pytest.fixture(scope="module")
