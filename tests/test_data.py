@@ -764,7 +764,7 @@ def test_slice_batches_augment_alike_with_threads(tiny_arrays):
             np.testing.assert_array_equal(got, expected)
 
 
-def test_slice_batches_refuse_bad_arguments():
+def test_slice_batches_reject_bad_arguments():
     images, masks = numbered()
     with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
         data.SliceBatches(images, masks, seed=-1)
