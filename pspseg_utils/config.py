@@ -81,6 +81,8 @@ class TrainConfig:
     output_stride: int = setting(
         8, cli="the backbone's output stride: 8 (the paper's), 16 or 32", model=True
     )
+    # The pyramid's bin sizes (the paper's); () runs the head on the backbone's features alone.
+    bins: tuple[int, ...] = setting((1, 2, 3, 6), before=(1, 2, 3, 6), model=True)
     head_channels: int = setting(
         128, cli="channels of the segmentation head", metavar="N", model=True
     )

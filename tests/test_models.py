@@ -589,3 +589,22 @@ def test_a_saved_model_gives_the_same_masks_on_the_other_backend(tmp_path):
     again = _numpy(back(images, training=False))
     np.testing.assert_allclose(again, expected, atol=1e-4)
     np.testing.assert_array_equal(again > np.median(expected), expected > np.median(expected))
+
+
+def test_no_bins_drops_the_pyramid_pooling_module():
+    # The ablation of the pyramid: the head reads the backbone's features directly.
+    keras.utils.set_random_seed(0)
+    settings = dict(input_shape=(HEIGHT, WIDTH, 3), backbone="mobilenetv2", backbone_weights=None,
+                    head_channels=16)  # fmt: skip
+    with_pyramid, without = PSPNet(**settings), PSPNet(bins=(), **settings)
+    assert not [layer.name for layer in without.layers if layer.name.startswith("ppm")]
+    head_input = without.get_layer("head_conv").input
+    assert tuple(head_input.shape) == (
+        None,
+        HEIGHT // 8,
+        WIDTH // 8,
+        FEATURE_CHANNELS["mobilenetv2"],
+    )
+    assert without.count_params() < with_pyramid.count_params()
+    assert _numpy(without(_images(), training=False)).shape == (2, HEIGHT, WIDTH, 1)
+    assert without.get_config()["bins"] == ()

@@ -55,7 +55,7 @@ def check_input_shape(input_shape: Sequence[int], *, output_stride: int, bins: S
             "(pre-contrast, FLAIR, post-contrast)"
         )
     height, width = int(input_shape[0]), int(input_shape[1])
-    smallest = output_stride * max(bins)
+    smallest = output_stride * max(bins, default=1)
     for side, size in (("height", height), ("width", width)):
         if size % output_stride:
             fixed = max(smallest, round(size / output_stride) * output_stride)
@@ -66,7 +66,7 @@ def check_input_shape(input_shape: Sequence[int], *, output_stride: int, bins: S
         if size < smallest:
             raise ValueError(
                 f"input {side} must be at least {smallest} (output stride {output_stride} x "
-                f"largest bin {max(bins)}), got {size}"
+                f"largest bin {max(bins, default=1)}), got {size}"
             )
 
 
@@ -121,8 +121,11 @@ def pyramid_pooling_module(
     Each bin size b pools the map into b x b adaptive bins (any h, w >= b), reduces it to
     `reduced_channels` (default C / len(bins)) with a 1x1 conv-BN-ReLU and upsamples it back to
     h x w bilinearly; the result concatenates the features and every branch:
-    (B, h, w, C + len(bins) * reduced_channels).
+    (B, h, w, C + len(bins) * reduced_channels). With no bins, the features pass unchanged: the
+    network without its pyramid, for measuring what the pyramid adds.
     """
+    if not bins:
+        return features
     height, width, channels = features.shape[1], features.shape[2], features.shape[3]
     reduced = reduced_channels or max(1, channels // len(bins))
     branches = [features]
@@ -149,7 +152,7 @@ class PSPNet(keras.Model):
         backbone: str. "vgg16" (the article's), "resnet50", "resnet101" (the paper's) or
             "mobilenetv2" (fast).
         output_stride: int. 8 (the paper), 16 or 32.
-        bins: tuple of int. Pyramid bin sizes.
+        bins: tuple of int. Pyramid bin sizes; () drops the pyramid pooling module.
         backbone_weights: None or "imagenet". Only used to initialise; never saved in the config.
         head_channels: int. Channels of the 3x3 conv after the pyramid.
         dropout_rate: float. Dropout before the classifier.

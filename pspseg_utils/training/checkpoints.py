@@ -121,7 +121,7 @@ def check_resumable(run_dir: Path, config: TrainConfig) -> None:
     anything but CHANGEABLE_ON_RESUME (fields that config.json predates are not compared), and
     say so when schedule.json holds the run at another length than `config.epochs` asks."""
     written = read_json(run_dir / "config.json")["config"]
-    asked = dataclasses.asdict(config)
+    asked = json.loads(json.dumps(dataclasses.asdict(config)))  # as written: tuples as lists
     differing = [
         f"{name} {written[name]!r} (asked: {asked[name]!r})"
         for name in sorted(written)
