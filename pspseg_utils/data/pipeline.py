@@ -280,22 +280,10 @@ class SliceBatches:
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def make_dataset(
-    images: np.ndarray,
-    masks: np.ndarray,
-    *,
-    batch_size: int = 8,
-    augment: bool = False,
-    shuffle: bool = False,
-    repeat: bool = False,
-    seed: int = 0,
-    drop_remainder: bool = False,
-    missing_sequence_rate: float = 0.0,
-    max_gamma: float = 2.0,
-    first_batch: int = 0,
-):
-    """The batches of `SliceBatches` (same arguments) as a `tf.data.Dataset`, from batch
-    `first_batch` on, made in parallel and prefetched, in order.
+def make_dataset(images: np.ndarray, masks: np.ndarray, *, first_batch: int = 0, **settings):
+    """The batches of `SliceBatches(images, masks, **settings)` (batch_size, augment, shuffle,
+    repeat, seed, drop_remainder, missing_sequence_rate, max_gamma) as a `tf.data.Dataset`,
+    from batch `first_batch` on, made in parallel and prefetched, in order.
 
     Each batch is (image float32 (B, S, S, C) in 0..255, mask float32 (B, S, S, 1)), C = 3, or
     3 (1 + 2c) for images with context slices (see `load_arrays`). The arrays are already
@@ -304,19 +292,8 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    batches = SliceBatches(
-        images,
-        masks,
-        batch_size=batch_size,
-        augment=augment,
-        shuffle=shuffle,
-        repeat=repeat,
-        seed=seed,
-        drop_remainder=drop_remainder,
-        missing_sequence_rate=missing_sequence_rate,
-        max_gamma=max_gamma,
-    )
-    batch_dimension = batch_size if drop_remainder or repeat else None
+    batches = SliceBatches(images, masks, **settings)
+    batch_dimension = batches.batch_size if batches.drop_remainder or batches.repeat else None
     image_shape = (batch_dimension, *images.shape[1:])
     mask_shape = (batch_dimension, *masks.shape[1:], 1)
 
