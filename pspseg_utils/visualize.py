@@ -1,13 +1,19 @@
 """Figures for the course: scans, masks, overlays, learning curves, scores, and pictures of the
 network's ideas (its block diagram, dilated kernels, the output stride's grid) drawn from the real
 model and Keras layers; every one titled and labelled. Each function draws one figure and returns
-it (matplotlib `Figure`)."""
+it (matplotlib `Figure`).
+
+Every figure that shows a scan takes `credit`, the line that says where the scans come from
+(their dataset, authors and licence, or that they are synthetic), and prints it in small grey
+type along the figure's bottom edge; `add_credit` does the same for a figure drawn by hand. The
+lessons pass `course.data_credit(SOURCE)`."""
 
 from __future__ import annotations
 
 import base64
 import csv
 import io
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +41,7 @@ __all__ = [
     "show_output_stride",
     "slice_browser",
     "add_legend",
+    "add_credit",
 ]
 
 
@@ -68,9 +75,44 @@ def _masks(image, *, prediction=None, truth=None):
                    truth=truth, thickness=OUTLINE_WIDTH)  # fmt: skip
 
 
-def add_legend(figure, *, prediction=True, truth=True):
-    """A legend under the panels naming what the overlays draw, in the colours they draw it
-    (lays the figure out too, leaving room for it)."""
+CREDIT_STYLE = dict(fontsize=7, color="0.35")  # the credit line: small grey type
+CREDIT_LINE_INCHES, CREDIT_MARGIN_INCHES = 0.13, 0.09  # a line of it, and the space around
+
+
+def _credit_strip(figure, credit: str | None) -> float:
+    """Write `credit` centred along the figure's bottom edge, wrapped onto more lines where the
+    figure is too narrow for one; return the share of the figure's height its strip takes (0
+    without a credit), for the layout to leave free."""
+    if not credit:
+        return 0.0
+    height = figure.get_figheight()
+    text = figure.text(0.5, 0.04 / height, credit, ha="center", va="bottom", gid="credit",
+                       **CREDIT_STYLE)  # fmt: skip
+    width, room = text.get_window_extent().width, 0.96 * figure.bbox.width
+    if width > room:  # wrap it at as many characters as the room holds, proportionally
+        text.set_text(
+            "\n".join(
+                textwrap.wrap(
+                    credit, max(20, int(len(credit) * room / width)), break_on_hyphens=False
+                )
+            )
+        )
+    lines = text.get_text().count("\n") + 1
+    return (CREDIT_MARGIN_INCHES + CREDIT_LINE_INCHES * lines) / height
+
+
+def add_credit(figure, credit: str | None):
+    """Write where the scans come from (`credit`, e.g. `course.data_credit(SOURCE)`) in small
+    grey type along the figure's bottom edge, and lay the figure out above it. For a figure
+    drawn by hand that shows a scan and has no legend; `add_legend(..., credit=...)` for one
+    with a legend. Without a credit (None or ""), it only lays the figure out."""
+    figure.tight_layout(rect=(0, _credit_strip(figure, credit), 1, 1))
+
+
+def add_legend(figure, *, prediction=True, truth=True, credit: str | None = None):
+    """A legend under the panels naming what the overlays draw, in the colours they draw it,
+    and under it the `credit` line if given (see `add_credit`); lays the figure out too, leaving
+    room for both."""
     handles = []
     if prediction:
         colour = np.array(rules.PREDICTION_COLOUR) / 255
@@ -79,14 +121,22 @@ def add_legend(figure, *, prediction=True, truth=True):
     if truth:
         handles.append(Line2D([], [], color=np.array(rules.TRUTH_COLOUR) / 255,
                               linewidth=OUTLINE_WIDTH + 1, label="truth (outline)"))  # fmt: skip
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=10,
-                  frameon=False)  # fmt: skip
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    strip = _credit_strip(figure, credit)
+    figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, strip),
+                  ncol=len(handles), fontsize=10, frameon=False)  # fmt: skip
+    figure.tight_layout(rect=(0, 0.08 + strip, 1, 1))
 
 
-def show_channels(image: np.ndarray, mask: np.ndarray | None = None, *, title: str = ""):
+def show_channels(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    title: str = "",
+    credit: str | None = None,
+):
     """The three MRI channels side by side and the three as one RGB image; then, if a mask is
-    given, the mask and the FLAIR slice with the mask outlined."""
+    given, the mask and the FLAIR slice with the mask outlined; the `credit` line (where the
+    scan comes from, see `add_credit`) under them."""
     panels = 4 + (2 if mask is not None else 0)
     figure, axes = plt.subplots(1, panels, figsize=(2.4 * panels, 3.1))
     for axis, channel, name in zip(axes, range(3), rules.SEQUENCES, strict=False):
@@ -97,14 +147,23 @@ def show_channels(image: np.ndarray, mask: np.ndarray | None = None, *, title: s
         _panel(axes[5], _masks(image, truth=mask), "FLAIR, truth outlined")
     figure.suptitle(title or "One slice, three MRI sequences")
     if mask is not None:
-        add_legend(figure, prediction=False)
+        add_legend(figure, prediction=False, credit=credit)
     else:
-        figure.tight_layout()
+        add_credit(figure, credit)
     return figure
 
 
-def show_prediction(image, truth, prediction, *, title: str = "", dice: float | None = None):
-    """Scan | true mask | predicted mask | overlay (prediction filled, truth outlined)."""
+def show_prediction(
+    image,
+    truth,
+    prediction,
+    *,
+    title: str = "",
+    dice: float | None = None,
+    credit: str | None = None,
+):
+    """Scan | true mask | predicted mask | overlay (prediction filled, truth outlined), and the
+    `credit` line (where the scan comes from, see `add_credit`) under them."""
     figure, axes = plt.subplots(1, 4, figsize=(11, 3.4))
     _panel(axes[0], image[..., rules.DISPLAY_CHANNEL], "scan (FLAIR)", cmap="gray")
     _panel(axes[1], (truth > 0).astype(np.uint8) * 255, "true mask", cmap="gray")
@@ -112,16 +171,21 @@ def show_prediction(image, truth, prediction, *, title: str = "", dice: float | 
     _panel(axes[3], _masks(image, prediction=prediction, truth=truth), "overlay on FLAIR")
     suffix = f" (Dice {dice:.2f})" if dice is not None else ""
     figure.suptitle((title or "Prediction") + suffix)
-    add_legend(figure)
+    add_legend(figure, credit=credit)
     return figure
 
 
 def show_article_figure(
-    image, prediction, *, title: str = "Raw | predicted mask | overlay", truth=None
+    image,
+    prediction,
+    *,
+    title: str = "Raw | predicted mask | overlay",
+    truth=None,
+    credit: str | None = None,
 ):
     """The article's figure: the raw slice, the predicted mask, the prediction drawn on the FLAIR
     slice; given the `truth`, also the true mask beside the predicted one, outlined on the
-    overlay."""
+    overlay; the `credit` line (where the scan comes from, see `add_credit`) under them."""
     panels = 3 if truth is None else 4
     figure, axes = plt.subplots(1, panels, figsize=(3 * panels, 3.6))
     _panel(axes[0], image[..., :3].astype(np.uint8), "raw slice (3 channels as RGB)")
@@ -130,13 +194,20 @@ def show_article_figure(
     _panel(axes[-2], (prediction > 0).astype(np.uint8) * 255, "predicted mask", cmap="gray")
     _panel(axes[-1], _masks(image, prediction=prediction, truth=truth), "overlay on FLAIR")
     figure.suptitle(title)
-    add_legend(figure, truth=truth is not None)
+    add_legend(figure, truth=truth is not None, credit=credit)
     return figure
 
 
-def show_augmentations(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, title=""):
+def show_augmentations(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    *,
+    title: str = "",
+    credit: str | None = None,
+):
     """Augmented versions of one slice, a column each: the three sequences as RGB above (a
-    missing sequence greys it), FLAIR in grey with the mask outlined below."""
+    missing sequence greys it), FLAIR in grey with the mask outlined below; the `credit` line
+    (where the scan comes from, see `add_credit`) at the bottom."""
     figure, axes = plt.subplots(2, len(images), figsize=(2.3 * len(images), 6.2), squeeze=False)
     for index, (image, mask) in enumerate(zip(images, masks, strict=True)):
         shown = np.clip(image, 0, 255).astype(np.uint8)
@@ -144,7 +215,7 @@ def show_augmentations(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]
         _panel(axes[0, index], shown[..., :3], f"{name}: RGB")
         _panel(axes[1, index], _masks(shown, truth=mask), f"{name}: FLAIR")
     figure.suptitle(title or "Augmentation: flip, rotation, scale, intensity, missing sequence")
-    add_legend(figure, prediction=False)
+    add_legend(figure, prediction=False, credit=credit)
     return figure
 
 
@@ -452,7 +523,14 @@ def show_dilation(rates: Sequence[int] = (1, 2, 4), *, grid_size: int = 11):
     return figure
 
 
-def show_output_stride(image: np.ndarray, stride: int, *, mask=None, title: str = ""):
+def show_output_stride(
+    image: np.ndarray,
+    stride: int,
+    *,
+    mask=None,
+    title: str = "",
+    credit: str | None = None,
+):
     """How coarse the feature map is at an output stride: the slice's FLAIR (the channel
     `rules.DISPLAY_CHANNEL`, in grey) with the borders of the feature map's cells drawn over it,
     one cell of stride × stride pixels per feature; beside it the slice averaged per cell, all
@@ -463,6 +541,8 @@ def show_output_stride(image: np.ndarray, stride: int, *, mask=None, title: str 
         stride: int >= 1. The output stride: the image's size over the feature map's.
         mask: None or (H, W) array; nonzero marks the tumour.
         title: str. The figure's title; by default the slice's and the grid's sizes.
+        credit: str or None. Where the scan comes from, printed under the figure (see
+            `add_credit`), e.g. `course.data_credit(SOURCE)`.
 
     Raises:
         ValueError: a stride below 1, or an image whose sides are not multiples of it.
@@ -496,9 +576,9 @@ def show_output_stride(image: np.ndarray, stride: int, *, mask=None, title: str 
     figure.suptitle(title or f"Output stride {stride}: a {height}×{width} slice, a {rows}×"
                     f"{columns} feature map (a cell: {stride}×{stride} pixels)")  # fmt: skip
     if mask is not None:
-        add_legend(figure, prediction=False)
+        add_legend(figure, prediction=False, credit=credit)
     else:
-        figure.tight_layout()
+        add_credit(figure, credit)
     return figure
 
 
@@ -510,9 +590,10 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
+def slice_browser(records: Sequence[data.SliceRecord], *, predict=None, credit: str | None = None):
     """Browse patients and slices: scan and mask, and the prediction if `predict` maps an
-    (H, W, 3) image to a mask. It opens on the first patient's middle tumour slice.
+    (H, W, 3) image to a mask, with the `credit` line (where the scans come from, see
+    `add_credit`) under each. It opens on the first patient's middle tumour slice.
 
     In a notebook it shows a patient menu and a slice slider above the figure; where widgets do
     not render (GitHub, a notebook saved without widget state) the opening figure shows instead.
@@ -530,8 +611,8 @@ def slice_browser(records: Sequence[data.SliceRecord], *, predict=None):
         image, truth = data.read_image(chosen.image_path), data.read_mask(chosen.mask_path)
         title = f"{patient}, slice {chosen.slice_index}"
         if predict is None:
-            return show_channels(image, truth, title=title)
-        return show_prediction(image, truth, predict(image), title=title)
+            return show_channels(image, truth, title=title, credit=credit)
+        return show_prediction(image, truth, predict(image), title=title, credit=credit)
 
     first_patient = sorted(by_patient)[0]
     tumour_positions = [i for i, r in enumerate(by_patient[first_patient]) if r.has_tumour]

@@ -1,5 +1,6 @@
-"""What the notebooks share: where run folders live (Google Drive on Colab), and the model a
-lesson falls back on when lesson 03's is missing, without starting a long run unasked."""
+"""What the notebooks share: where run folders live (Google Drive on Colab), the model a lesson
+falls back on when lesson 03's is missing, without starting a long run unasked, and the credit
+line under every figure of a scan."""
 
 from __future__ import annotations
 
@@ -97,3 +98,35 @@ def test_every_profile_keeps_patients_out_for_lessons_4_and_5(profile, tiny_reco
         tiny_records, val_fraction=config.val_fraction, test_fraction=config.test_fraction
     )
     assert split["test"] and not set(split["test"]) & set(split["train"])
+
+
+@pytest.mark.parametrize("source", ["given", "kaggle"])
+def test_real_scans_are_credited_to_their_dataset_authors_and_licence(source):
+    credit = course.data_credit(source)
+    assert "LGG segmentation dataset" in credit and "Buda et al. 2019" in credit
+    assert "mateuszbuda/lgg-mri-segmentation" in credit  # where to find it
+    assert "images from TCIA (TCGA-LGG)" in credit  # The Cancer Imaging Archive's collection
+    assert credit.endswith("licence CC BY-NC-SA 4.0")
+    assert "ynthetic" not in credit
+
+
+def test_synthetic_scans_say_they_are_generated_and_credit_no_one():
+    credit = course.data_credit("synthetic")
+    assert credit.startswith("Synthetic scans") and "pspseg_utils.synthetic" in credit
+    assert "Buda" not in credit and "CC BY" not in credit
+
+
+def test_the_data_resolvers_sources_have_their_credit(tiny_kaggle_dir):
+    """What the lessons do: `course.data_credit(SOURCE)` of what `resolve_data_dir` returned."""
+    for environ, expected in (({"PSPSEG_DATA_DIR": str(tiny_kaggle_dir)}, "given"),
+                              ({}, "synthetic")):  # fmt: skip
+        _, source = data.resolve_data_dir(environ=environ, download=False,
+                                          synthetic_dir=tiny_kaggle_dir.parent)  # fmt: skip
+        assert source == expected
+        assert course.data_credit(source) == course.DATA_CREDITS[expected]
+    assert sorted(course.DATA_CREDITS) == ["given", "kaggle", "synthetic"]
+
+
+def test_an_unknown_source_has_no_credit():
+    with pytest.raises(ValueError, match=r"one of \['given', 'kaggle', 'synthetic'\], got 'web'"):
+        course.data_credit("web")

@@ -1,5 +1,6 @@
-"""The course's figures: each is titled, the slice browser works with and without a notebook, and
-the pictures of the network's ideas show what the model and Keras' layers do."""
+"""The course's figures: each is titled, each that shows a scan says where the scan comes from
+(its credit line), the slice browser works with and without a notebook, and the pictures of the
+network's ideas show what the model and Keras' layers do."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
-from pspseg_utils import data, models, rules, visualize  # noqa: E402
+from pspseg_utils import course, data, models, rules, visualize  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -323,3 +324,93 @@ def test_output_stride_outlines_the_mask_on_both_panels():
 def test_show_output_stride_refuses_sides_that_are_not_multiples_of_the_stride():
     with pytest.raises(ValueError, match="multiples of the stride 8, got 100x100"):
         visualize.show_output_stride(np.zeros((100, 100, 3), np.uint8), 8)
+
+
+# === The credit line: where the scans come from, under every figure that shows one ===
+
+CREDIT = "MRI: a dataset, its authors; Licence: CC BY-NC-SA 4.0"
+
+
+def _credit_texts(figure):
+    """The credit lines on the figure, each as one line (a narrow figure wraps its credit)."""
+    return [" ".join(text.get_text().split("\n")) for text in figure.texts
+            if text.get_gid() == "credit"]  # fmt: skip
+
+
+def _credit(figure):
+    (text,) = [text for text in figure.texts if text.get_gid() == "credit"]
+    return text
+
+
+def _extent(artist, figure):
+    return artist.get_window_extent(figure.canvas.get_renderer())
+
+
+def _scan_figures(image, mask, records, credit):
+    """Every figure function that draws a scan, given `credit`."""
+    figures = {
+        "show_channels": visualize.show_channels(image, mask, credit=credit),
+        "show_channels, no mask": visualize.show_channels(image, credit=credit),
+        "show_prediction": visualize.show_prediction(image, mask, mask, credit=credit),
+        "show_article_figure": visualize.show_article_figure(image, mask, credit=credit),
+        "show_augmentations": visualize.show_augmentations([image], [mask], credit=credit),
+        "show_output_stride": visualize.show_output_stride(image, 8, mask=mask, credit=credit),
+        "show_output_stride, no mask": visualize.show_output_stride(image, 8, credit=credit),
+    }
+    visualize.slice_browser(records, credit=credit)
+    figures["slice_browser"] = plt.gcf()
+    visualize.slice_browser(records, predict=lambda scan: mask, credit=credit)
+    figures["slice_browser, predicting"] = plt.gcf()
+    return figures
+
+
+def test_every_scan_figure_prints_its_credit_under_panels_and_legend(tiny_records):
+    record = _first_middle_tumour_slice(tiny_records)
+    image, mask = data.read_image(record.image_path), data.read_mask(record.mask_path)
+    for name, figure in _scan_figures(image, mask, tiny_records, CREDIT).items():
+        assert _credit_texts(figure) == [CREDIT], name
+        credit = _credit(figure)
+        assert credit.get_fontsize() < 10 and credit.get_color() == "0.35", name  # small, grey
+        line = _extent(credit, figure)
+        assert line.y0 >= 0 and line.x0 >= 0 and line.x1 <= figure.bbox.width, name  # all shown
+        above = [axis for axis in figure.axes] + list(figure.legends)
+        assert all(_extent(a, figure).y0 >= line.y1 for a in above), f"{name}: overlaps"
+
+
+def test_without_a_credit_no_line_is_drawn(tiny_records):
+    record = _first_middle_tumour_slice(tiny_records)
+    image, mask = data.read_image(record.image_path), data.read_mask(record.mask_path)
+    for name, figure in _scan_figures(image, mask, tiny_records, None).items():
+        assert _credit_texts(figure) == [], name
+
+
+def test_add_credit_and_add_legend_credit_a_figure_drawn_by_hand():
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.imshow(_flair_slice()[..., 1], cmap="gray")
+    visualize.add_credit(figure, CREDIT)
+    assert _credit_texts(figure) == [CREDIT]
+    assert _extent(axis, figure).y0 >= _extent(_credit(figure), figure).y1
+    figure, axis = plt.subplots(figsize=(6, 3))
+    visualize.add_legend(figure, credit=CREDIT)
+    line, legend = _extent(_credit(figure), figure), _extent(figure.legends[0], figure)
+    assert _credit_texts(figure) == [CREDIT] and legend.y0 >= line.y1 >= line.y0 >= 0
+    assert _extent(axis, figure).y0 >= legend.y1 - 1  # the panels above the legend
+
+
+def test_the_lessons_credit_lines_fit_under_the_narrowest_scan_figure():
+    image = np.zeros((64, 64, 3), np.uint8)
+    for credit in course.DATA_CREDITS.values():
+        figure = visualize.show_output_stride(image, 8, credit=credit)  # 8.4 inches wide
+        line = _extent(_credit(figure), figure)
+        assert line.x0 >= 0 and line.x1 <= figure.bbox.width, credit
+        assert _credit(figure).get_text() == credit  # on one line
+
+
+def test_a_credit_too_long_for_the_figure_wraps_and_stays_under_the_panels():
+    credit = " ".join(["a long credit line"] * 12)
+    figure = visualize.show_channels(_flair_slice(), credit=credit)  # 9.6 inches wide
+    text = _credit(figure)
+    line = _extent(text, figure)
+    assert text.get_text().count("\n") >= 1 and _credit_texts(figure) == [credit]
+    assert line.x0 >= 0 and line.x1 <= figure.bbox.width and line.y0 >= 0
+    assert all(_extent(axis, figure).y0 >= line.y1 for axis in figure.axes)
