@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap, to_rgb
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from pspseg_utils import data, rules
 from pspseg_utils.inference import overlay
@@ -81,31 +82,28 @@ CREDIT_LINE_INCHES, CREDIT_MARGIN_INCHES = 0.13, 0.09  # a line of it, and the s
 
 def _credit_strip(figure, credit: str | None) -> float:
     """Write `credit` centred along the figure's bottom edge, wrapped onto more lines where the
-    figure is too narrow for one; return the share of the figure's height its strip takes (0
-    without a credit), for the layout to leave free."""
+    figure is too narrow for one, and make the figure taller by its strip, so that the panels
+    keep their size; return the share of the figure's height the strip takes (0 without a
+    credit), for the layout to leave free."""
     if not credit:
         return 0.0
-    height = figure.get_figheight()
-    text = figure.text(0.5, 0.04 / height, credit, ha="center", va="bottom", gid="credit",
-                       **CREDIT_STYLE)  # fmt: skip
+    text = figure.text(0.5, 0, credit, ha="center", va="bottom", gid="credit", **CREDIT_STYLE)
     width, room = text.get_window_extent().width, 0.96 * figure.bbox.width
     if width > room:  # wrap it at as many characters as the room holds, proportionally
-        text.set_text(
-            "\n".join(
-                textwrap.wrap(
-                    credit, max(20, int(len(credit) * room / width)), break_on_hyphens=False
-                )
-            )
-        )
-    lines = text.get_text().count("\n") + 1
-    return (CREDIT_MARGIN_INCHES + CREDIT_LINE_INCHES * lines) / height
+        per_line = max(20, int(len(credit) * room / width))
+        text.set_text("\n".join(textwrap.wrap(credit, per_line, break_on_hyphens=False)))
+    strip = CREDIT_MARGIN_INCHES + CREDIT_LINE_INCHES * (text.get_text().count("\n") + 1)
+    figure.set_figheight(figure.get_figheight() + strip)
+    text.set_y(0.04 / figure.get_figheight())
+    return strip / figure.get_figheight()
 
 
 def add_credit(figure, credit: str | None):
     """Write where the scans come from (`credit`, e.g. `course.data_credit(SOURCE)`) in small
-    grey type along the figure's bottom edge, and lay the figure out above it. For a figure
-    drawn by hand that shows a scan and has no legend; `add_legend(..., credit=...)` for one
-    with a legend. Without a credit (None or ""), it only lays the figure out."""
+    grey type along the figure's bottom edge (the figure grows by its height), and lay the
+    figure out above it. For a figure drawn by hand that shows a scan and has no legend;
+    `add_legend(..., credit=...)` for one with a legend. Without a credit (None or ""), it only
+    lays the figure out."""
     figure.tight_layout(rect=(0, _credit_strip(figure, credit), 1, 1))
 
 
@@ -121,10 +119,11 @@ def add_legend(figure, *, prediction=True, truth=True, credit: str | None = None
     if truth:
         handles.append(Line2D([], [], color=np.array(rules.TRUTH_COLOUR) / 255,
                               linewidth=OUTLINE_WIDTH + 1, label="truth (outline)"))  # fmt: skip
+    legend = 0.08 * figure.get_figheight()  # inches: the legend's strip
     strip = _credit_strip(figure, credit)
     figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, strip),
                   ncol=len(handles), fontsize=10, frameon=False)  # fmt: skip
-    figure.tight_layout(rect=(0, 0.08 + strip, 1, 1))
+    figure.tight_layout(rect=(0, strip + legend / figure.get_figheight(), 1, 1))
 
 
 def show_channels(
@@ -275,6 +274,11 @@ def plot_patient_scores(patients: Sequence[dict], *, title: str = "Per-patient r
     axes[1].scatter([p["tumour_pixels"] for p in patients], [p["dice"] for p in patients])
     axes[1].set(title="Tumour size against Dice", xlabel="tumour pixels in the volume",
                 ylabel="Dice", xscale="log", ylim=(0, 1))  # fmt: skip
+    # Ticks at 1, 2 and 5 of each power of ten, written out (5,000 rather than 5×10^3), so that
+    # a range of less than a decade is labelled and no two labels run into each other.
+    axes[1].xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axes[1].xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     axes[1].grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()

@@ -47,6 +47,22 @@ def test_figures_are_titled_and_their_panels_labelled(tiny_records):
     assert figures[1].get_suptitle() == "Prediction (Dice 1.00)"
 
 
+def test_patient_scores_label_tumour_sizes_in_plain_numbers_that_do_not_collide():
+    sizes = [4701, 7223, 11654, 28110, 28166, 68295]  # less than two decades, as in lesson 5
+    patients = [{"patient": f"TCGA_XX_{index:04d}_20000101", "dice": 0.1 * index + 0.2,
+                 "tumour_pixels": size} for index, size in enumerate(sizes)]  # fmt: skip
+    figure = visualize.plot_patient_scores(patients)
+    figure.canvas.draw()
+    axis = figure.axes[1]
+    low, high = axis.get_xlim()
+    shown = [tick for tick in axis.xaxis.get_major_ticks() if low <= tick.get_loc() <= high]
+    labels = [tick.label1.get_text() for tick in shown]
+    assert labels == ["5,000", "10,000", "20,000", "50,000"]
+    assert all(not tick.label1.get_text() for tick in axis.xaxis.get_minor_ticks())
+    boxes = [tick.label1.get_window_extent() for tick in shown]
+    assert all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:], strict=False))
+
+
 def _legend_labels(figure):
     return [[text.get_text() for text in legend.get_texts()] for legend in figure.legends]
 
@@ -375,6 +391,18 @@ def test_every_scan_figure_prints_its_credit_under_panels_and_legend(tiny_record
         assert line.y0 >= 0 and line.x0 >= 0 and line.x1 <= figure.bbox.width, name  # all shown
         above = [axis for axis in figure.axes] + list(figure.legends)
         assert all(_extent(a, figure).y0 >= line.y1 for a in above), f"{name}: overlaps"
+
+
+def test_the_credit_line_adds_a_strip_and_leaves_the_panels_their_size():
+    image, mask = _flair_slice(), _square(4, 4)
+    for draw in (lambda credit: visualize.show_prediction(image, mask, mask, credit=credit),
+                 lambda credit: visualize.show_channels(image, credit=credit)):  # fmt: skip
+        plain, credited = draw(None), draw(CREDIT)
+        assert plain.get_figwidth() == credited.get_figwidth()
+        assert 0.15 < credited.get_figheight() - plain.get_figheight() < 0.3  # one line's strip
+        for before, after in zip(plain.axes, credited.axes, strict=True):
+            before, after = _extent(before, plain), _extent(after, credited)
+            assert abs(before.width - after.width) < 1 and abs(before.height - after.height) < 1
 
 
 def test_without_a_credit_no_line_is_drawn(tiny_records):
