@@ -64,17 +64,25 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
+CREDIT = course.data_credit(SOURCE)  # printed under every figure that shows a scan
 print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
       f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
 # %% [markdown]
 # ## Getting the data
 # The LGG segmentation dataset (Buda et al. 2019, Kaggle `mateuszbuda/lgg-mri-segmentation`,
-# CC BY-NC-SA 4.0) has 110 patients, 3929 slices. `resolve_data_dir` used your folder if you gave
-# one, else Kaggle if it answers (the dataset is public: `kagglehub` downloads it, a few hundred
-# MB, without a Kaggle account), else it generated a **synthetic** LGG-like dataset: the cell
-# above said which, and why. `find_slices` reads and checks every file once, so problems
-# surface now.
+# CC BY-NC-SA 4.0) has 110 patients, 3929 slices, 1373 of them with tumour (its own count).
+# `resolve_data_dir` used your folder if you gave one, else Kaggle if it answers (the dataset is
+# public: `kagglehub` downloads it, a few hundred MB, without a Kaggle account), else it
+# generated a **synthetic** LGG-like dataset: the cell above said which ("given": your folder),
+# and why. `find_slices` reads and checks every file once, so problems surface now, and the cell
+# counts what your data holds. The copy of this lesson you are reading ran on a folder of 40 of
+# the 110 patients (given in `$PSPSEG_DATA_DIR`), so its counts are smaller.
+#
+# The licence lets you share and adapt the scans, not for profit, if you credit their source and
+# share alike. So every figure of a scan in the course carries a credit line along its bottom
+# edge: `CREDIT`, set in the Configuration cell from `SOURCE`, names the dataset, its authors and
+# its licence, or says that the scans are synthetic.
 
 # %%
 records = data.find_slices(DATA_DIR, progress=False)
@@ -86,17 +94,40 @@ print(f"{SOURCE} data: {summary.patients} patients, {summary.slices} slices, "
 # ## Three MRI sequences, one mask
 # Each slice stacks three co-registered sequences: pre-contrast, FLAIR (where these gliomas
 # show bright) and post-contrast. The mask marks the FLAIR abnormality, drawn by a reader.
-# For 15 of the 110 patients a sequence is missing, and the dataset puts FLAIR in its place: such
-# a patient's slices look grey in the RGB panel (the three sequences as red, green and blue),
-# where the others are tinted. The last panel outlines the mask on FLAIR in grey, in colours
-# that colour-blind readers tell apart too (blue truth here; later lessons fill the prediction
-# orange).
+# Not every patient has all three: of the 110 patients, 9 lack the post-contrast sequence and 6
+# the pre-contrast one, and the dataset puts FLAIR in the missing one's place (its README). The
+# cell finds such patients in your data (a channel equal to FLAIR on their largest tumour
+# slice), then shows the slice with the largest tumour of a patient with all three sequences,
+# and one of a patient who lacks some, if there is one. The RGB panel shows the three
+# sequences as red, green and blue: tinted when they differ, grey where FLAIR fills in. The
+# last panel outlines the mask on FLAIR in grey, in colours that colour-blind readers tell
+# apart too (blue truth here; later lessons fill the prediction orange).
 
 # %%
-example = max(records, key=lambda r: r.tumour_pixels)
-image, mask = data.read_image(example.image_path), data.read_mask(example.mask_path)
-visualize.show_channels(image, mask, title=f"{example.patient_id}, slice {example.slice_index}")
-plt.show()
+largest = {}  # each patient's slice with the most tumour
+for record in records:
+    if record.tumour_pixels > getattr(largest.get(record.patient_id), "tumour_pixels", -1):
+        largest[record.patient_id] = record
+
+
+def lacks_a_sequence(record):
+    image = data.read_image(record.image_path)  # FLAIR is channel 1; a blank slice proves nothing
+    return image[..., 1].any() and any(np.array_equal(image[..., c], image[..., 1]) for c in (0, 2))
+
+
+lacking = sorted(patient for patient, record in largest.items() if lacks_a_sequence(record))
+print(f"{len(lacking)} of {len(largest)} patients lack a sequence: {', '.join(lacking) or 'none'}")
+complete = [record for patient, record in largest.items() if patient not in lacking]
+shown = [max(complete, key=lambda r: r.tumour_pixels)]
+shown += [max((largest[p] for p in lacking), key=lambda r: r.tumour_pixels)] if lacking else []
+for example in shown:
+    image, mask = data.read_image(example.image_path), data.read_mask(example.mask_path)
+    copies = [name for channel, name in ((0, "pre-contrast"), (2, "post-contrast"))
+              if np.array_equal(image[..., channel], image[..., 1])]  # FLAIR in their place
+    gap = f" ({' and '.join(copies)}: FLAIR in place)" if copies else ""
+    visualize.show_channels(image, mask, credit=CREDIT,
+                            title=f"{example.patient_id}, slice {example.slice_index}{gap}")
+    plt.show()
 
 # %% [markdown]
 # ## Statistics
@@ -143,7 +174,7 @@ stream = data.make_dataset(images[index:index + 1].repeat(5, 0),
                            missing_sequence_rate=0.5)  # training uses 0.15; 0.5 shows it here
 augmented, augmented_masks = next(iter(stream))
 visualize.show_augmentations([images[index], *augmented.numpy()[1:]],
-                             [masks[index], *augmented_masks.numpy()[1:, ..., 0]])
+                             [masks[index], *augmented_masks.numpy()[1:, ..., 0]], credit=CREDIT)
 plt.show()
 
 # %% [markdown]
@@ -151,7 +182,7 @@ plt.show()
 # Pick a patient and a slice (in a live notebook; a static figure otherwise).
 
 # %%
-visualize.slice_browser(records)
+visualize.slice_browser(records, credit=CREDIT)
 
 # %% [markdown]
 # ## Exercises
@@ -207,6 +238,7 @@ rng = np.random.default_rng(SEED)
 slice_test = rng.random(len(records)) < 0.2  # True: that slice is a test slice
 neighbour_share = None  # your code here
 
+
 # %% tags=["solution"]
 def share_with_neighbour_in_training(test):
     pairs = list(zip(records, test, strict=True))
@@ -221,6 +253,7 @@ patient_share = share_with_neighbour_in_training([r.patient_id in split["test"] 
 print(f"test slices with a neighbour in training: {neighbour_share:.0%} split by slice, "
       f"{patient_share:.0%} split by patient")
 assert neighbour_share > 0.8 and patient_share == 0
+
 
 # %% [markdown]
 # ### Exercise 4: other leaks (open question)

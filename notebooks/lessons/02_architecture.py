@@ -66,6 +66,7 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
+CREDIT = course.data_credit(SOURCE)  # printed under every figure that shows a scan
 print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
       f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
@@ -122,7 +123,7 @@ records = data.find_slices(DATA_DIR, progress=False)
 example = max(records, key=lambda r: r.tumour_pixels)
 images, truths = data.load_arrays([example], image_size=size, progress=False)
 for output_stride in (32, 8):
-    visualize.show_output_stride(images[0], output_stride, mask=truths[0])
+    visualize.show_output_stride(images[0], output_stride, mask=truths[0], credit=CREDIT)
     plt.show()
 
 # %% [markdown]
@@ -263,13 +264,14 @@ for name in ("head_dropout", "head_skip_relu", "head_decoder_relu", "head_probab
 # 4 x 4 pixels.
 
 # %%
-visualize.show_output_stride(images[0], 4, mask=truths[0])
+visualize.show_output_stride(images[0], 4, mask=truths[0], credit=CREDIT)
 plt.show()
 
 # %% [markdown]
 # ## The pooled feature maps
-# What each pyramid branch hands to the classifier: the same slice summarised at four scales
-# (first channel of each branch, before upsampling).
+# What each pyramid branch hands to the classifier: the same slice summarised on grids of 1x1,
+# 2x2, 3x3 and 6x6 cells (each branch's most active channel, before upsampling). This network is
+# untrained, so what a channel responds to means nothing yet: look at the grids.
 
 # %%
 names = [f"ppm_pool{bins}_relu" for bins in (1, 2, 3, 6)]
@@ -278,12 +280,14 @@ figure, axes = plt.subplots(1, 5, figsize=(13, 2.8))
 axes[0].imshow(images[0][..., 1], cmap="gray")
 axes[0].set_title("input (FLAIR)")
 for axis, name, output in zip(axes[1:], names, probe(images.astype("float32")), strict=True):
-    output = np.asarray(output, dtype="float32")
-    axis.imshow(output[0, ..., 0], cmap="magma")
-    axis.set_title(name.replace("_relu", ""))
+    output = np.asarray(output, dtype="float32")[0]
+    channel = int(np.argmax(output.max(axis=(0, 1))))  # the branch's most active channel
+    axis.imshow(output[..., channel], cmap="magma")
+    axis.set_title(f"{name.replace('_relu', '')}, channel {channel}")
 for axis in axes:
     axis.set_axis_off()
 figure.suptitle("Pyramid pooling: the slice at 1x1, 2x2, 3x3 and 6x6")
+visualize.add_credit(figure, CREDIT)
 plt.show()
 
 # %% [markdown]

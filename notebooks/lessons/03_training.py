@@ -64,6 +64,7 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
+CREDIT = course.data_credit(SOURCE)  # printed under every figure that shows a scan
 print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
       f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
@@ -167,7 +168,8 @@ plt.show()
 # %% [markdown]
 # ## The article's code, on Keras 3
 # The blog article's `keras_segmentation` code runs with only its import line changed. It reads
-# the `images/` + `masks/` PNG layout, which `data.prepare` writes from the Kaggle layout.
+# the `images/` + `masks/` PNG layout, which `data.prepare` writes from the Kaggle layout (once
+# per data folder: the cell writes the PNGs again when `DATA_DIR` changes).
 #
 # The article's `vgg_pspnet` starts from ImageNet weights, which Keras downloads on first use.
 # On a machine without internet access, such as the one that ran this copy of the lesson, the
@@ -176,8 +178,11 @@ plt.show()
 
 # %%
 article_dir = ROOT / "runs" / f"article-{PROFILE}"
-if not (article_dir / "images").exists():
+written_from = article_dir / "written_from.txt"  # the data folder its PNGs were written from
+if not written_from.exists() or written_from.read_text() != os.path.abspath(DATA_DIR):
+    shutil.rmtree(article_dir, ignore_errors=True)  # none yet, or another data folder's
     data.prepare(DATA_DIR, article_dir, progress=False)
+    written_from.write_text(os.path.abspath(DATA_DIR))
 shutil.rmtree(article_dir / "ckpts", ignore_errors=True)  # a fresh run each time, as above
 
 from pspseg_utils import keras_segmentation as ks  # was: import keras_segmentation as ks

@@ -64,6 +64,7 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
+CREDIT = course.data_credit(SOURCE)  # printed under every figure that shows a scan
 print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
       f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
@@ -96,7 +97,8 @@ pred_mask = ks.predict.predict(model=model, inp=str(png))
 print(pred_mask.shape, pred_mask.dtype, "labels", np.unique(pred_mask))
 visualize.show_article_figure(data.read_image(png), pred_mask,
                               truth=data.read_mask(example.mask_path),
-                              title=f"{example.patient_id}, slice {example.slice_index}")
+                              title=f"{example.patient_id}, slice {example.slice_index}",
+                              credit=CREDIT)
 plt.show()
 
 # %% [markdown]
@@ -134,7 +136,7 @@ for axis, threshold in zip(axes[2:], (0.3, 0.5, 0.7), strict=True):
 for axis in axes:
     axis.set_axis_off()
 figure.suptitle("Raw prediction on one slice at three cut-offs")
-visualize.add_legend(figure)
+visualize.add_legend(figure, credit=CREDIT)
 plt.show()
 
 # %% [markdown]
@@ -221,6 +223,7 @@ assert difference < 1e-4
 val_records = data.select_patients(records, training.load_split(MODEL_DIR)["val"])
 thresholds = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 best_threshold = None  # your code here
+
 
 # %% tags=["solution"]
 def probabilities_and_truths(chosen):

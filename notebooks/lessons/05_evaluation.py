@@ -64,6 +64,7 @@ SEED = 0
 DATA_DIR, SOURCE = data.resolve_data_dir(
     DATA_DIR, synthetic_dir=ROOT / "data" / "synthetic", download=PROFILE != "quick"
 )
+CREDIT = course.data_credit(SOURCE)  # printed under every figure that shows a scan
 print(f"Profile {PROFILE!r}: {CONFIG.backbone} at {CONFIG.image_size} px; data: {SOURCE}, in "
       f"{os.path.relpath(DATA_DIR, ROOT)}; runs in {os.path.relpath(RUN_DIR, ROOT)}")
 
@@ -87,6 +88,11 @@ pd.Series({name: value if isinstance(value, int) else round(value, 3)  # counts 
 
 # %% [markdown]
 # ## Per patient
+# One row per test patient, over all their slices: Dice and IoU, precision (the share of the
+# predicted pixels that are tumour) and recall (the share of the tumour found), and `hd95`: the
+# 95th percentile of the distance in pixels between the predicted outline and the true one,
+# averaged over the slices where both show tumour. It is NaN (not a number) for a patient with
+# no such slice, as when the model found none of their tumour.
 
 # %%
 patients = pd.DataFrame(result.patients).set_index("patient")
@@ -135,11 +141,12 @@ table = pd.DataFrame(summaries).loc[["patient_dice_mean", "patient_dice_median",
 table.T.round(3)
 
 # %% [markdown]
-# A cut-off belongs to the data it was chosen on. On the real scans the lower one found more of
-# the faint tumours that the model half sees (the recipe's weak point). The synthetic tumours are
-# not faint in the same way, so here it may gain nothing, or even cost a little. Choose such
-# settings on validation patients of your own data, never on the test patients, and report what
-# they did there.
+# A cut-off belongs to the data it was chosen on. On the validation patients of the real scans
+# the lower one found more of the faint tumours that the model half sees (the recipe's weak
+# point); the table's last two rows show what it did for this run's test patients. Synthetic
+# tumours are not faint in the same way, so on synthetic scans it may gain nothing, or even cost
+# a little. Choose such settings on validation patients of your own data, never on the test
+# patients, and report what they did there.
 
 # %% [markdown]
 # ## Best and worst patients
@@ -163,7 +170,7 @@ for patient in (ranked.index[-1], ranked.index[0]):
     image, truth = data.read_image(chosen.image_path), data.read_mask(chosen.mask_path)
     visualize.show_prediction(image, truth, mask, title=(
         f"{patient}: patient Dice {patients.loc[patient, 'dice']:.2f} over {len(volume)} slices; "
-        f"slice {chosen.slice_index}: Dice {metrics.dice_score(truth, mask):.2f}"))
+        f"slice {chosen.slice_index}: Dice {metrics.dice_score(truth, mask):.2f}"), credit=CREDIT)
     plt.show()
 
 # %% [markdown]
@@ -188,7 +195,8 @@ plt.show()
 # Browse the test patients with the model's predictions (live notebook; static otherwise).
 
 # %%
-visualize.slice_browser(test_records, predict=lambda image: inference.predict(model, image))
+visualize.slice_browser(test_records, predict=lambda image: inference.predict(model, image),
+                        credit=CREDIT)
 
 # %% [markdown]
 # ## Exercises
