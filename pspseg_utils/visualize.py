@@ -17,6 +17,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
@@ -661,3 +662,45 @@ def _widget_bundle(widget) -> dict:
         return widget._repr_mimebundle_()
     view = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
     return {"text/plain": repr(widget)[:110], "application/vnd.jupyter.widget-view+json": view}
+
+
+def show_pooled_maps(model, image: np.ndarray, *, credit: str | None = None):
+    """What the pyramid pooling module hands the head for one slice: the slice's FLAIR (grey)
+    and, for each bin size b, the b × b map of the branch's most active channel on this slice
+    (after its 1x1 conv, BatchNorm and ReLU, before upsampling), each with its colour bar. From
+    a trained model the maps show at which scale, and where, the network responds to the slice;
+    an untrained one's mean nothing yet.
+
+    Args:
+        model: a PSPNet with its pyramid (layers `ppm_pool{b}_relu`).
+        image: (H, W, C) array, 0..255, any size: resized to the model's input as `predict` is.
+        credit: str or None. Where the scan comes from (see `add_credit`).
+
+    Raises:
+        ValueError: the model has no pyramid pooling module (built with bins=()).
+    """
+    bins = tuple(getattr(model, "bins", ()))
+    if not bins:
+        raise ValueError(f"{model.name} has no pyramid pooling module (bins={bins!r})")
+    height, width = model.input_shape[1:3]
+    resized = np.asarray(image)
+    if resized.shape[:2] != (height, width):
+        resized = cv2.resize(resized, (width, height), interpolation=cv2.INTER_AREA)
+    probe = keras.Model(model.input, [model.get_layer(f"ppm_pool{b}_relu").output for b in bins])
+    outputs = probe(resized[None].astype("float32"))
+    figure, axes = plt.subplots(1, len(bins) + 1, figsize=(3.0 * (len(bins) + 1), 3.3))
+    axes[0].imshow(resized[..., rules.DISPLAY_CHANNEL], cmap="gray", vmin=0, vmax=255)
+    axes[0].set_title(f"FLAIR, {height}×{width} input")
+    axes[0].set_axis_off()
+    for axis, size, output in zip(axes[1:], bins, outputs, strict=True):
+        maps = keras.ops.convert_to_numpy(output).astype("float32")[0]
+        channel = int(np.argmax(maps.max(axis=(0, 1))))
+        shown = axis.imshow(maps[..., channel], cmap="magma", vmin=0)
+        axis.set_title(f"{size}×{size} bins, channel {channel}")
+        axis.set_xticks(range(size))
+        axis.set_yticks(range(size))
+        axis.tick_params(labelsize=7)
+        figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04).set_label("activation")
+    figure.suptitle("Pyramid pooling: each branch's most active channel on this slice")
+    add_credit(figure, credit)
+    return figure

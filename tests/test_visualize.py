@@ -11,12 +11,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import cv2  # noqa: E402
+import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 from pspseg_utils import course, data, models, rules, visualize  # noqa: E402
+from pspseg_utils.models import PSPNet  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -442,3 +445,34 @@ def test_a_credit_too_long_for_the_figure_wraps_and_stays_under_the_panels():
     assert text.get_text().count("\n") >= 1 and _credit_texts(figure) == [credit]
     assert line.x0 >= 0 and line.x1 <= figure.bbox.width and line.y0 >= 0
     assert all(_extent(axis, figure).y0 >= line.y1 for axis in figure.axes)
+
+
+def test_pooled_maps_show_each_branch_with_its_colour_bar():
+    keras.utils.set_random_seed(0)
+    model = PSPNet(input_shape=(48, 48, 3), backbone="mobilenetv2", backbone_weights=None,
+                   head_channels=16, bins=(1, 2, 3))  # fmt: skip
+    image = np.random.default_rng(0).integers(0, 256, (96, 96, 3)).astype(np.uint8)
+    figure = visualize.show_pooled_maps(model, image, credit="MRI: test")
+    images = [axis for axis in figure.axes if axis.get_images()]
+    assert [axis.get_title().split(",")[0] for axis in images] == [
+        "FLAIR", "1×1 bins", "2×2 bins", "3×3 bins"
+    ]  # fmt: skip
+    assert len(figure.axes) == 4 + 3  # a colour bar beside each branch
+    assert images[0].get_images()[0].get_array().shape == (48, 48)  # resized to the input
+    # The 3x3 panel is the branch's own map: its most active channel on this slice.
+    probe = keras.Model(model.input, model.get_layer("ppm_pool3_relu").output)
+    resized = cv2.resize(image, (48, 48), interpolation=cv2.INTER_AREA)
+    maps = keras.ops.convert_to_numpy(probe(resized[None].astype("float32")))[0]
+    channel = int(np.argmax(maps.max(axis=(0, 1))))
+    assert images[3].get_title() == f"3×3 bins, channel {channel}"
+    np.testing.assert_allclose(images[3].get_images()[0].get_array(), maps[..., channel],
+                               rtol=1e-5)  # fmt: skip
+    assert "MRI: test" in [text.get_text() for text in figure.texts]
+    plt.close(figure)
+
+
+def test_pooled_maps_need_a_pyramid():
+    model = PSPNet(input_shape=(48, 48, 3), backbone="mobilenetv2", backbone_weights=None,
+                   head_channels=16, bins=())  # fmt: skip
+    with pytest.raises(ValueError, match=r"has no pyramid pooling module \(bins=\(\)\)"):
+        visualize.show_pooled_maps(model, np.zeros((48, 48, 3), np.uint8))

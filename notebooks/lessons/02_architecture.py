@@ -271,23 +271,11 @@ plt.show()
 # ## The pooled feature maps
 # What each pyramid branch hands to the classifier: the same slice summarised on grids of 1x1,
 # 2x2, 3x3 and 6x6 cells (each branch's most active channel, before upsampling). This network is
-# untrained, so what a channel responds to means nothing yet: look at the grids.
+# untrained, so what a channel responds to means nothing yet: look at the grids. Lesson 4 draws
+# the same maps from the trained network.
 
 # %%
-names = [f"ppm_pool{bins}_relu" for bins in (1, 2, 3, 6)]
-probe = keras.Model(model.input, [model.get_layer(name).output for name in names])
-figure, axes = plt.subplots(1, 5, figsize=(13, 2.8))
-axes[0].imshow(images[0][..., 1], cmap="gray")
-axes[0].set_title("input (FLAIR)")
-for axis, name, output in zip(axes[1:], names, probe(images.astype("float32")), strict=True):
-    output = np.asarray(output, dtype="float32")[0]
-    channel = int(np.argmax(output.max(axis=(0, 1))))  # the branch's most active channel
-    axis.imshow(output[..., channel], cmap="magma")
-    axis.set_title(f"{name.replace('_relu', '')}, channel {channel}")
-for axis in axes:
-    axis.set_axis_off()
-figure.suptitle("Pyramid pooling: the slice at 1x1, 2x2, 3x3 and 6x6")
-visualize.add_credit(figure, CREDIT)
+visualize.show_pooled_maps(model, images[0], credit=CREDIT)
 plt.show()
 
 # %% [markdown]

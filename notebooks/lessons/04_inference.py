@@ -150,6 +150,17 @@ plt.show()
 # taking part (README, Results). The raw prediction above has no such step to drop them.
 
 # %% [markdown]
+# ## Inside the trained network: the pyramid's pooled maps
+# Lesson 2 drew what an untrained pyramid hands the head. Here is the same figure from the trained
+# model, on the slice above: for each grid (1x1 to 6x6 cells) the channel that responds most to
+# this slice, with its scale. The coarse grids summarise the whole slice; the 6x6 grid can tell
+# roughly where on it something responds.
+
+# %%
+visualize.show_pooled_maps(model, image, credit=CREDIT)
+plt.show()
+
+# %% [markdown]
 # ## Time per image
 
 # %%
