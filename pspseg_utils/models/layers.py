@@ -42,8 +42,8 @@ class SliceStandardization(layers.Layer):
         self.region = region
 
     def call(self, inputs):
-        x = ops.cast(inputs, self.compute_dtype)
         if self.region == "slice":
+            x = ops.cast(inputs, self.compute_dtype)
             mean = ops.mean(x, axis=(1, 2), keepdims=True)
             std = ops.std(x, axis=(1, 2), keepdims=True)
             return (x - mean) / (std + self.epsilon)
