@@ -764,6 +764,21 @@ def test_slice_batches_augment_alike_with_threads(tiny_arrays):
             np.testing.assert_array_equal(got, expected)
 
 
+def test_slice_batches_keep_one_set_of_threads(tiny_arrays):
+    def stream_threads():
+        return {t for t in threading.enumerate() if t.name.startswith("slice-batches")}
+
+    others = stream_threads()
+    batches = data.SliceBatches(*tiny_arrays, batch_size=6, augment=True, repeat=True, workers=2)
+    kept = set()
+    for index in range(6):
+        batches[index]
+        alive = stream_threads() - others
+        assert kept <= alive, f"batch {index} replaced the stream's threads"
+        kept = alive
+    assert 1 <= len(kept) <= 2
+
+
 def test_slice_batches_reject_bad_arguments():
     images, masks = numbered()
     with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):

@@ -4,6 +4,8 @@ part of `data` that imports TensorFlow, when called)."""
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -240,6 +242,13 @@ class SliceBatches:
         self.missing_sequence_rate, self.max_gamma = missing_sequence_rate, max_gamma
         self.workers = workers
 
+    @functools.cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        # One set of threads for the whole stream, not one per batch; shut down with it.
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="slice-batches")
+        weakref.finalize(self, pool.shutdown, wait=False)
+        return pool
+
     @property
     def num_batches(self) -> int | None:
         """Batches in the stream; None when it is endless (`repeat`)."""
@@ -273,8 +282,7 @@ class SliceBatches:
             return augment_pair(image, mask, (self.seed, 1, int(position)), *settings)
 
         if self.workers > 1:
-            with ThreadPoolExecutor(self.workers) as pool:
-                pairs = list(pool.map(augmented, positions, images, masks))
+            pairs = list(self._pool.map(augmented, positions, images, masks))
         else:
             pairs = list(map(augmented, positions, images, masks))
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
