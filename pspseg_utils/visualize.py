@@ -345,7 +345,8 @@ def show_architecture(model, *, title: str = ""):
     3x3 convolution, the stride-4 decoder and its skip when the model has them
     (`skip_channels`), the classifier and the output. Under them, when the model has one, the
     auxiliary head on one of the backbone's earlier stages. The arrows that leave the backbone
-    are labelled with the feature map they carry.
+    are labelled with the feature map they carry. A model built without the pyramid
+    (`bins=()`) shows one block in its place, through which the features pass unchanged.
 
     Args:
         model: `pspseg_utils.models.PSPNet`, or a functional model with its layer names.
@@ -353,16 +354,18 @@ def show_architecture(model, *, title: str = ""):
             output stride.
 
     Raises:
-        ValueError: a model without a "backbone" layer, pyramid pooling or "head_classifier".
+        ValueError: a model without a "backbone" layer, "head_conv" or "head_classifier".
     """
     pools = sorted((layer for layer in model.layers if isinstance(layer, AdaptiveAveragePooling)),
                    key=lambda layer: layer.bins)  # fmt: skip
-    if _layer(model, "backbone") is None or not pools or _layer(model, "head_classifier") is None:
+    names = ("backbone", "head_conv", "head_classifier")
+    if any(_layer(model, name) is None for name in names):
         raise ValueError(
             "show_architecture draws a PSPNet (pspseg_utils.models.PSPNet), with layers "
-            f"'backbone', 'ppm_pool<bins>' and 'head_classifier'; got model {model.name!r}"
+            f"'backbone', 'head_conv' and 'head_classifier'; got model {model.name!r}"
         )
-    image, features = model.inputs[0].shape, pools[0].input.shape
+    image = model.inputs[0].shape
+    features = pools[0].input.shape if pools else model.get_layer("head_conv").input.shape
     output_stride = image[1] // features[1]
     skip, auxiliary = _layer(model, "head_skip_conv"), _layer(model, "aux_conv")
     output = model.get_layer("head_probabilities")
@@ -372,11 +375,11 @@ def show_architecture(model, *, title: str = ""):
     # The layout: one column per step, the bins stacked in theirs; the skip, then the auxiliary
     # head, in rows under the bins. The identity path to the concatenation runs above them.
     bin_rows = [((len(pools) - 1) / 2 - index) * (BOX_HEIGHT + 0.12) for index in range(len(pools))]
-    top = max(bin_rows[0], 0) + BOX_HEIGHT / 2 + 0.25  # the features' path to the concatenation
-    bottom = min(bin_rows[-1], 0) - BOX_HEIGHT / 2
+    top = max([*bin_rows, 0]) + BOX_HEIGHT / 2 + 0.25  # the features' path to the concatenation
+    bottom = min([*bin_rows, 0]) - BOX_HEIGHT / 2
     skip_row = bottom - 0.35 - BOX_HEIGHT / 2
     auxiliary_row = skip_row - (BOX_HEIGHT + 0.45) * (skip is not None)
-    rows = [bin_rows[-1]] + [skip_row] * (skip is not None) + [auxiliary_row] * bool(auxiliary)
+    rows = [0, *bin_rows] + [skip_row] * (skip is not None) + [auxiliary_row] * bool(auxiliary)
     lowest = min(rows) - BOX_HEIGHT / 2 - 0.1  # the figure's lower edge
     head, decoder = 5, 6  # columns
     classifier = head + 1 + (skip is not None)
@@ -399,10 +402,17 @@ def show_architecture(model, *, title: str = ""):
              f"{_shape(reduced)}", "pyramid")  # fmt: skip
         _route(axis, (2 + half, 0), (3 - half, row))
         _route(axis, (3 + half, row), (4 - half, 0))
-    concatenated = model.get_layer(pools[0].name.rsplit("_pool", 1)[0] + "_concat").output.shape
-    _box(axis, "concat", 4, 0, f"upsample,\nconcatenate\n{_shape(concatenated)}", "pyramid")
-    _route(axis, (2, BOX_HEIGHT / 2), (2, top), (4, top), (4, BOX_HEIGHT / 2))
-    _route_label(axis, "route:features", 3, top, f"the features, {_shape(features)}")
+    if pools:
+        prefix = pools[0].name.rsplit("_pool", 1)[0]
+        concatenated = model.get_layer(f"{prefix}_concat").output.shape
+        _box(axis, "concat", 4, 0, f"upsample,\nconcatenate\n{_shape(concatenated)}", "pyramid")
+        _route(axis, (2, BOX_HEIGHT / 2), (2, top), (4, top), (4, BOX_HEIGHT / 2))
+        _route_label(axis, "route:features", 3, top, f"the features, {_shape(features)}")
+    else:
+        _box(axis, "no_pyramid", 4, 0, f"no pyramid\n(bins=()): passed\non, {_shape(features)}",
+             "pyramid")  # fmt: skip
+        _route(axis, (2 + half, 0), (4 - half, 0))
+        _route_label(axis, "route:features", 3, 0, _shape(features))
     head_features = model.get_layer("head_dropout").output.shape
     _box(axis, "head", head, 0, f"head: 3x3 conv,\ndropout\n{_shape(head_features)}", "head")
     if skip is not None:

@@ -275,6 +275,17 @@ def test_architecture_diagram_follows_the_bins_and_the_output_stride():
     assert texts["output"] == "upsample,\nsoftmax\n64×64×3"
 
 
+def test_architecture_diagram_of_a_model_without_the_pyramid():
+    model = _tiny_pspnet(bins=(), aux_loss_weight=None, skip_channels=8)
+    boxes, texts = _diagram(visualize.show_architecture(model))
+    assert not [b for b in boxes if b.startswith("bin")] and "concat" not in boxes
+    features = _shape_text(model.get_layer("head_conv").input.shape)
+    assert features == _shape_text(model.get_layer("backbone").output[-1].shape)
+    assert texts["no_pyramid"].endswith(features)
+    assert texts["route:features"] == features
+    assert texts["backbone"].endswith(f"{features}\noutput stride 8")
+
+
 def test_architecture_diagram_refuses_a_model_that_is_not_a_pspnet():
     import keras
 
