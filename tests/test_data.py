@@ -930,6 +930,47 @@ def test_missing_sequence_rate_outside_0_1_is_refused(tiny_arrays):
         data.make_dataset(*tiny_arrays, augment=True, missing_sequence_rate=2)
 
 
+def test_vary_scanner_multiplies_blurs_and_adds_noise_as_given():
+    image = np.full((6, 8, 6), 100.0, np.float32)  # two slices of three sequences, flat grey
+    no_bias, no_noise = np.zeros((3, 3, 3)), np.zeros_like(image)
+    double_first = no_bias.copy()
+    double_first[..., 0] = np.log(2.0)
+    out = data.vary_scanner(image, double_first, 0.0, no_noise)
+    assert out.dtype == np.float32 and out.shape == image.shape
+    np.testing.assert_allclose(out[..., [0, 3]], 200.0, rtol=1e-5)  # each slice's first sequence
+    np.testing.assert_allclose(out[..., [1, 2, 4, 5]], 100.0, rtol=1e-5)
+    np.testing.assert_allclose(data.vary_scanner(image, no_bias, 1.0, no_noise), 100.0, rtol=1e-5)
+    noise = np.full_like(image, 5.0)
+    noise[0, 0, 0] = 500.0  # clipped to the grey range
+    out = data.vary_scanner(image, no_bias, 0.0, noise)
+    assert out[0, 0, 0] == 255.0 and out[1, 1, 1] == 105.0
+    # A field from x1.4 at the left edge to /1.4 at the right: smooth, within its bounds.
+    ramp = np.zeros((3, 3, 3))
+    ramp[:, 0], ramp[:, 2] = np.log(1.4), -np.log(1.4)
+    row = data.vary_scanner(image, ramp, 0.0, no_noise)[3, :, 1]
+    assert (np.diff(row) < 0).all()
+    assert row.min() >= 100 / 1.4 - 1e-3 and row.max() <= 140 + 1e-3
+
+
+def test_scanner_variation_changes_the_image_only_where_drawn():
+    rng = np.random.default_rng(0)
+    image = rng.integers(20, 200, (16, 16, 3), dtype=np.uint8)
+    mask = np.zeros((16, 16, 1), np.uint8)
+    mask[4:9, 5:11] = 1
+    plain = pipeline.augment_pair(image, mask, (3, 1, 7), 0.15, 2.0)
+    unvaried = pipeline.augment_pair(image, mask, (3, 1, 7), 0.15, 2.0, scanner_variation_rate=0)
+    varied = pipeline.augment_pair(image, mask, (3, 1, 7), 0.15, 2.0, scanner_variation_rate=1)
+    np.testing.assert_array_equal(unvaried[0], plain[0])  # the other draws are as they were
+    np.testing.assert_array_equal(varied[1], plain[1])  # moved alike: the same mask
+    assert np.abs(varied[0] - plain[0]).mean() > 1.0
+    assert varied[0].min() >= 0 and varied[0].max() <= 255
+
+
+def test_scanner_variation_rate_outside_0_1_is_a_value_error(tiny_arrays):
+    with pytest.raises(ValueError, match="scanner_variation_rate must be in \\[0, 1\\], got 1.5"):
+        data.SliceBatches(*tiny_arrays, augment=True, scanner_variation_rate=1.5)
+
+
 # --- finding the data ----------------------------------------------------------------------
 
 

@@ -422,6 +422,7 @@ def test_mixed_float16_training_scales_its_loss_and_saves_a_float32_output(
         ("ema_momentum", 1.0),
         ("precise_bn_batches", -1),
         ("missing_sequence_rate", 1.5),
+        ("scanner_variation_rate", -0.1),
         ("max_gamma", 0.5),
         ("context_slices", -1),
     ],

@@ -53,6 +53,7 @@ from pspseg_utils.data.pipeline import (
     make_dataset,
     neighbour_positions,
     stack_context,
+    vary_scanner,
 )
 from pspseg_utils.data.sources import KAGGLE_HANDLE, KAGGLE_URL, prepare, resolve_data_dir
 from pspseg_utils.data.split import patient_folds, select_patients, split_patients
@@ -86,6 +87,7 @@ __all__ = [
     "select_patients",
     "load_arrays",
     "augment_pair",
+    "vary_scanner",
     "SliceBatches",
     "make_dataset",
     "prepare",

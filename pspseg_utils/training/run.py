@@ -134,6 +134,7 @@ def fit(
             augment=config.augment,
             missing_sequence_rate=config.missing_sequence_rate,
             max_gamma=config.max_gamma,
+            scanner_variation_rate=config.scanner_variation_rate,
             shuffle=True,
             repeat=repeat,
             seed=seed,
