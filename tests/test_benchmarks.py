@@ -263,6 +263,28 @@ def test_cross_validation_folds_test_every_patient_once(tiny_records):
         assert len(split["val"]) == 1  # 15% of 6 patients, at least one
 
 
+def test_failure_table_groups_patients_by_tumour_size_and_institution(tmp_path):
+    failures = _import_benchmark("failures")
+    header = "patient,dice,iou,precision,recall,hd95,tumour_pixels\n"
+    (tmp_path / "a_patients.csv").write_text(header + (
+        "TCGA_DU_1_2000,0.1,0,0.9,0.2,1,100\n"
+        "TCGA_DU_2_2000,0.9,0,0.8,1.0,1,900\n"
+        "TCGA_CS_3_2000,0.5,0,0.5,0.5,1,300\n"
+    ))  # fmt: skip
+    (tmp_path / "b_patients.csv").write_text(header + "TCGA_CS_4_2000,0.7,0,1.0,0.6,1,500\n")
+    rows = failures.read_patients(sorted(str(p) for p in tmp_path.glob("*.csv")))
+    table = failures.failure_table(rows, groups=2, below=0.6)
+    smaller, larger = table["by_tumour_size"]  # sizes 100, 300 | 500, 900
+    assert smaller == {"tumour_pixels": [100, 300], "patients": 2, "dice": 0.3, "recall": 0.35,
+                       "precision": 0.7}  # fmt: skip
+    assert larger["tumour_pixels"] == [500, 900] and larger["dice"] == 0.8
+    assert table["all"]["patients"] == 4 and table["all"]["recall"] == 0.575
+    assert table["by_institution"]["CS"]["dice"] == 0.6
+    assert [r["patient"] for r in table["dice_below_0.6"]] == ["TCGA_DU_1_2000", "TCGA_CS_3_2000"]
+    with pytest.raises(ValueError, match="no patients"):
+        failures.failure_table([])
+
+
 def test_pack_for_device_keeps_every_slice_and_mask(tiny_kaggle_dir, tiny_records, tmp_path):
     pack = _import_benchmark("pack_for_device").pack
     assert pack(tiny_kaggle_dir, tmp_path / "packed") == len(tiny_records)
