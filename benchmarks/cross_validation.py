@@ -21,6 +21,13 @@ JSON line with every test patient's Dice. Folds (`data.patient_folds`) are strat
 burden and fixed by --seed, so folds run in different sessions add up. --summarize reads such
 lines and prints the mean, median, worst decile and the mean per institution (the TCGA code in
 the patient's name) over all patients tested.
+
+Which checkpoint scores the test fold: best.keras (by validation Dice), or with `--checkpoint
+last.keras` the last epoch's. A fold already trained is then only scored again (training
+resumes and finds nothing left to do), and --summarize compares the two patient by patient:
+
+    python benchmarks/cross_validation.py --data ../shared/data/lgg_dev --out runs/cv \
+        --fold 0 --checkpoint last.keras
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from machine import accelerator, host_cpu  # noqa: E402
+
+BEST = "best.keras"
 
 
 def fold_split(records, fold: int, *, folds: int, val_fraction: float, seed: int) -> dict:
@@ -102,6 +111,8 @@ def command_line(args) -> str:
     """The command that runs this fold again, with every option that changes what is trained."""
     schedule = f"--epochs {args.epochs}" if args.epochs else f"--time-budget {args.time_budget}"
     settings = "".join(f" --set {pair}" for pair in args.set)
+    if args.checkpoint != BEST:
+        settings += f" --checkpoint {args.checkpoint}"
     return (
         f"python benchmarks/cross_validation.py --data {args.data} --out {args.out} "
         f"--fold {args.fold} --folds {args.folds} {schedule} --seed {args.seed}{settings}"
@@ -110,11 +121,15 @@ def command_line(args) -> str:
 
 def recipe_of(line: dict) -> tuple[str, str]:
     """(schedule, settings) of a fold line: ("--epochs 16", '{"max_gamma": 2.0}'), or
-    ("--time-budget 25.0", "{}") for the recipe itself."""
+    ("--time-budget 25.0", "{}") for the recipe itself; a checkpoint other than best.keras
+    counts as a setting: '{"checkpoint": "last.keras"}'."""
     words = line["command"].split()
     flag = next(w for w in words if w in ("--epochs", "--time-budget"))
     schedule = f"{flag} {words[words.index(flag) + 1]}"
-    return schedule, json.dumps(line.get("settings", {}), sort_keys=True)
+    settings = dict(line.get("settings", {}))
+    if line.get("checkpoint", BEST) != BEST:
+        settings["checkpoint"] = line["checkpoint"]
+    return schedule, json.dumps(settings, sort_keys=True)
 
 
 def compare(lines: list[dict], baseline: list[dict]) -> dict:
@@ -173,7 +188,7 @@ def run_fold(args) -> dict:
     start = time.monotonic()
     result = training.train(args.data, run_dir, config, progress=False, split=split)
     minutes = (time.monotonic() - start) / 60
-    model = inference.load_model(run_dir)
+    model = inference.load_model(os.path.join(run_dir, args.checkpoint))
     scores = evaluation.evaluate(
         model, data.select_patients(records, split["test"]), progress=False
     )
@@ -185,12 +200,13 @@ def run_fold(args) -> dict:
         "backbone": config.backbone,
         "image_size": config.image_size,
         "settings": settings,
+        "checkpoint": args.checkpoint,
         "precision": training.choose_precision(config.precision),
         "host_cpu": host_cpu(),
         "backend": keras.backend.backend(),
         "device": accelerator(),
         "epochs": result.epochs_done,
-        "train_minutes": round(minutes, 1),
+        "train_minutes": round(minutes, 1) if result.history else None,  # None: only scored
         "split_sizes": {name: len(patients) for name, patients in split.items()},
         "patient_dice_mean": round(scores.summary["patient_dice_mean"], 4),
         "patient_dice_median": round(scores.summary["patient_dice_median"], 4),
@@ -216,6 +232,12 @@ def main() -> None:
         default=[],
         metavar="FIELD=VALUE",
         help="change one TrainConfig field from the recipe (repeatable), e.g. max_gamma=2.0",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=(BEST, "last.keras"),
+        default=BEST,
+        help="which checkpoint scores the test fold (a fold already trained is scored again)",
     )
     parser.add_argument("--summarize", nargs="+", metavar="JSONL", help="summarize fold lines")
     args = parser.parse_args()

@@ -221,6 +221,9 @@ def test_cross_validation_summaries_keep_recipes_apart_and_compare_them_patient_
          "patient_dice": {"TCGA_CS_1_2000": 0.7, "TCGA_DU_2_2000": 0.78}},
     ]  # fmt: skip
     assert cv.recipe_of(lines[1]) == ("--epochs 16", '{"max_gamma": 2.0}')
+    last = {**lines[0], "checkpoint": "last.keras"}
+    assert cv.recipe_of(last) == ("--epochs 16", '{"checkpoint": "last.keras"}')
+    assert cv.recipe_of({**lines[0], "checkpoint": "best.keras"}) == ("--epochs 16", "{}")
     plain, bent = cv.summarize_recipes(lines)  # the recipe without settings first
     assert (plain["settings"], plain["patient_dice_mean"]) == ({}, 0.65)
     assert "against_no_settings" not in plain
@@ -243,14 +246,16 @@ def test_cross_validation_command_names_what_was_trained():
     cv = _import_benchmark("cross_validation")
     args = argparse.Namespace(
         data="d", out="o", fold=2, folds=5, epochs=16, time_budget=25.0, seed=0,
-        set=["max_gamma=2.0"],
+        set=["max_gamma=2.0"], checkpoint="best.keras",
     )  # fmt: skip
     assert cv.command_line(args) == (
         "python benchmarks/cross_validation.py --data d --out o --fold 2 --folds 5 --epochs 16 "
         "--seed 0 --set max_gamma=2.0"
     )
-    args.epochs = None
-    assert "--time-budget 25.0 --seed 0" in cv.command_line(args)
+    args.epochs, args.checkpoint = None, "last.keras"
+    assert cv.command_line(args).endswith(
+        "--time-budget 25.0 --seed 0 --set max_gamma=2.0 --checkpoint last.keras"
+    )
 
 
 def test_cross_validation_folds_test_every_patient_once(tiny_records):
