@@ -124,17 +124,21 @@ FLAIR_IN_PLACE_OF = np.array([[True, False, False], [False, False, True], [True,
 BIAS_FIELD_KNOTS, MAX_BIAS, MAX_BLUR_SIGMA, MAX_NOISE_SIGMA = 3, 1.4, 1.0, 0.04 * 255
 
 
+@functools.lru_cache(maxsize=8)  # the same few slice sizes, every varied slice
 def _lagrange_weights(knots: int, size: int) -> np.ndarray:
-    """(size, knots) float32: row i weighs the knots (spread evenly over 0..1, the first and last
-    at the ends) to interpolate at point i of `size` (spread likewise) by the polynomial through
-    them. A separable, smooth interpolation at a fraction of cv2.remap's cost on a slice."""
+    """(size, knots) float32, read-only: row i weighs the knots (spread evenly over 0..1, the
+    first and last at the ends) to interpolate at point i of `size` (spread likewise) by the
+    polynomial through them. A separable, smooth interpolation at a fraction of cv2.remap's cost
+    on a slice."""
     points, nodes = np.linspace(0.0, 1.0, size), np.linspace(0.0, 1.0, knots)
     weights = np.ones((size, knots))
     for k in range(knots):
         for m in range(knots):
             if m != k:
                 weights[:, k] *= (points - nodes[m]) / (nodes[k] - nodes[m])
-    return weights.astype(np.float32)
+    weights = weights.astype(np.float32)
+    weights.flags.writeable = False  # shared by every call: the cache hands out this array
+    return weights
 
 
 def vary_scanner(image, log_bias, blur_sigma, noise):
