@@ -226,11 +226,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.ema_momentum is not None and not 0 < self.ema_momentum < 1:
             raise ValueError(f"ema_momentum must be None or in (0, 1), got {self.ema_momentum!r}")
-        for name in ("missing_sequence_rate", "scanner_variation_rate"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if not self.max_gamma >= 1:
-            raise ValueError(f"max_gamma must be >= 1, got {self.max_gamma!r}")
+        data.check_augmentation(
+            missing_sequence_rate=self.missing_sequence_rate,
+            max_gamma=self.max_gamma,
+            scanner_variation_rate=self.scanner_variation_rate,
+        )
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         data.context_offsets(self.context_slices)  # raises ValueError unless an int >= 0

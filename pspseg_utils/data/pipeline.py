@@ -158,6 +158,17 @@ def vary_scanner(image, log_bias, blur_sigma, noise):
     return np.clip(image.reshape(height, width, channels) + noise, 0.0, 255.0).astype(np.float32)
 
 
+def check_augmentation(*, missing_sequence_rate, max_gamma, scanner_variation_rate) -> None:
+    """Raise ValueError unless both rates are in [0, 1] and `max_gamma` >= 1, the settings
+    `augment_pair` accepts (checked before any work, by `SliceBatches` and `TrainConfig`)."""
+    for name, rate in (("missing_sequence_rate", missing_sequence_rate),
+                       ("scanner_variation_rate", scanner_variation_rate)):  # fmt: skip
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {rate!r}")
+    if not max_gamma >= 1.0:
+        raise ValueError(f"max_gamma must be >= 1, got {max_gamma!r}")
+
+
 def augment_pair(
     image, mask, seed, missing_sequence_rate=0.0, max_gamma=2.0, scanner_variation_rate=0.0
 ):
@@ -283,12 +294,11 @@ class SliceBatches:
             raise ValueError("no images to make batches of")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        for name, rate in (("missing_sequence_rate", missing_sequence_rate),
-                           ("scanner_variation_rate", scanner_variation_rate)):  # fmt: skip
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {rate!r}")
-        if not max_gamma >= 1.0:
-            raise ValueError(f"max_gamma must be >= 1, got {max_gamma!r}")
+        check_augmentation(
+            missing_sequence_rate=missing_sequence_rate,
+            max_gamma=max_gamma,
+            scanner_variation_rate=scanner_variation_rate,
+        )
         if not (isinstance(seed, (int, np.integer)) and seed >= 0):
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.images, self.masks = images, masks
