@@ -47,6 +47,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from machine import accelerator, host_cpu  # noqa: E402
 
 BEST = "best.keras"
+RECIPE_MINUTES = 25.0  # `pspseg train` without a GPU
+RECIPE = (f"--time-budget {RECIPE_MINUTES}", "{}")  # recipe_of the recipe itself
 
 
 def fold_split(records, fold: int, *, folds: int, val_fraction: float, seed: int) -> dict:
@@ -154,7 +156,8 @@ def _dice(lines: list[dict]) -> dict[str, float]:
 
 def summarize_recipes(lines: list[dict]) -> list[dict]:
     """One summary per recipe in `lines` (see `recipe_of`), with its comparison against the
-    recipe without settings on the same schedule, where there is one."""
+    recipe without settings on the same schedule, and, for another schedule, against the
+    25-minute recipe itself (`RECIPE`), where the lines hold them."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for line in lines:
         groups.setdefault(recipe_of(line), []).append(line)
@@ -167,6 +170,8 @@ def summarize_recipes(lines: list[dict]) -> list[dict]:
         baseline = groups.get((schedule, "{}"))
         if settings != "{}" and baseline:
             summary["against_no_settings"] = compare(group, baseline)
+        if schedule != RECIPE[0] and RECIPE in groups:
+            summary["against_25_minutes"] = compare(group, groups[RECIPE])
         summaries.append(summary)
     return summaries
 
@@ -223,7 +228,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/cv", help="folder of the folds' run folders")
     parser.add_argument("--fold", type=int, help="which fold to test, 0 .. FOLDS-1")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--time-budget", type=float, default=25.0, help="minutes of training")
+    parser.add_argument(
+        "--time-budget", type=float, default=RECIPE_MINUTES, help="minutes of training"
+    )
     parser.add_argument("--epochs", type=int, help="train this many epochs, with no time budget")
     parser.add_argument("--seed", type=int, default=0, help="fixes the folds and the training")
     parser.add_argument(

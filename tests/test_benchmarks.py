@@ -234,6 +234,23 @@ def test_cross_validation_summaries_keep_recipes_apart_and_compare_them_patient_
     }  # fmt: skip
 
 
+def test_cross_validation_compares_another_schedule_with_the_25_minute_recipe():
+    cv = _import_benchmark("cross_validation")
+    command = "python benchmarks/cross_validation.py --data d --out o --fold 0 --seed 0"
+    lines = [
+        {"what": "cross_validation_fold", "fold": 0, "command": command + " --time-budget 25.0",
+         "settings": {}, "patient_dice": {"TCGA_CS_1_2000": 0.5, "TCGA_DU_2_2000": 0.8}},
+        {"what": "cross_validation_fold", "fold": 0, "command": command + " --time-budget 12.5",
+         "settings": {}, "patient_dice": {"TCGA_CS_1_2000": 0.4, "TCGA_DU_2_2000": 0.82}},
+    ]  # fmt: skip
+    short, recipe = cv.summarize_recipes(lines)  # sorted by schedule: "12.5" before "25.0"
+    assert "against_25_minutes" not in recipe and "against_no_settings" not in short
+    # -0.1 and +0.02: a mean loss of 0.04, one patient lost more than 0.05.
+    assert short["against_25_minutes"] == {
+        "patients": 2, "mean_difference": -0.04, "gained_over_0.05": 0, "lost_over_0.05": 1
+    }  # fmt: skip
+
+
 def test_cross_validation_settings_are_read_as_json_else_kept_as_text():
     cv = _import_benchmark("cross_validation")
     settings = cv.parse_settings(["max_gamma=2.0", "backbone=vgg16", "augment=false", "x=null"])
