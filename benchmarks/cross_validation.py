@@ -46,8 +46,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from machine import accelerator, host_cpu  # noqa: E402
 
+from pspseg_utils import recipes  # noqa: E402  (light: no TensorFlow)
+
 BEST = "best.keras"
-RECIPE_MINUTES = 25.0  # `pspseg train` without a GPU
+RECIPE_MINUTES = recipes.CPU["time_budget_minutes"]  # `pspseg train` without a GPU
 RECIPE = (f"--time-budget {RECIPE_MINUTES}", "{}")  # recipe_of the recipe itself
 
 
