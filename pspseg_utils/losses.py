@@ -48,6 +48,13 @@ def _check_non_negative(name: str, value: object) -> None:
         )
 
 
+def _check_fraction(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(
+            f"`{name}` must be a number in [0, 1]. Received: {name}={value!r} ({type(value)})"
+        )
+
+
 def _num_channels(y_pred) -> int:
     """The static channel count `C` of `y_pred` (B, H, W, C); raises if it is unknown."""
     if len(y_pred.shape) < 3 or y_pred.shape[-1] is None:
@@ -98,15 +105,25 @@ def _targets_and_probabilities(y_true, y_pred, from_logits: bool):
     return labels, targets, probabilities
 
 
-def _soft_dice_loss(targets, probabilities, smooth, per_image, include_background):
-    """`1 - mean over classes of (2 * I + smooth) / (sum(t) + sum(p) + smooth)`.
+def _soft_dice_loss(
+    targets, probabilities, smooth, per_image, include_background, false_negative_weight=0.5
+):
+    """`1 - mean over classes of (2 * I + smooth) / (2 * I + 2a * FP + 2b * FN + smooth)`, with
+    I = sum(t * p), FP = sum(p) - I, FN = sum(t) - I, b = `false_negative_weight`, a = 1 - b:
+    the Tversky index (Salehi et al. 2017), which is the Dice at b = 0.5.
 
     Returns shape (B,) when `per_image`, else a scalar pooled over the batch.
     """
     rank = len(probabilities.shape)
     axes = tuple(range(1, rank - 1)) if per_image else tuple(range(rank - 1))
     intersection = ops.sum(targets * probabilities, axis=axes)
-    denominator = ops.sum(targets, axis=axes) + ops.sum(probabilities, axis=axes)
+    false_positives = ops.sum(probabilities, axis=axes) - intersection
+    false_negatives = ops.sum(targets, axis=axes) - intersection
+    denominator = 2.0 * (
+        intersection
+        + (1.0 - false_negative_weight) * false_positives
+        + false_negative_weight * false_negatives
+    )
     # epsilon only guards smooth == 0 with both masks empty (then dice = 0, as keras.losses.Dice).
     dice = (2.0 * intersection + smooth) / (denominator + smooth + keras.config.epsilon())
     if probabilities.shape[-1] > 1 and not include_background:
@@ -164,6 +181,9 @@ class SoftDiceLoss(keras.losses.Loss):
             `True`.
         include_background: bool. Whether class 0 counts in the multi-class mean. Has no effect
             when C == 1 (the one channel is the foreground). Defaults to `False`.
+        false_negative_weight: float in [0, 1]. Above 0.5 a missed tumour pixel costs more than
+            a false alarm (the Tversky loss, `b` in `_soft_dice_loss`); 0.5 is the Dice.
+            Defaults to `0.5`.
         from_logits: bool. Whether `y_pred` holds logits rather than probabilities. Defaults to
             `False`.
         reduction: str or None. Keras loss reduction. Defaults to `"sum_over_batch_size"`.
@@ -188,6 +208,7 @@ class SoftDiceLoss(keras.losses.Loss):
         smooth: float = 1.0,
         per_image: bool = True,
         include_background: bool = False,
+        false_negative_weight: float = 0.5,
         from_logits: bool = False,
         reduction: str | None = "sum_over_batch_size",
         name: str = "soft_dice",
@@ -197,10 +218,12 @@ class SoftDiceLoss(keras.losses.Loss):
         _check_non_negative("smooth", smooth)
         _check_bool("per_image", per_image)
         _check_bool("include_background", include_background)
+        _check_fraction("false_negative_weight", false_negative_weight)
         _check_bool("from_logits", from_logits)
         self.smooth = float(smooth)
         self.per_image = per_image
         self.include_background = include_background
+        self.false_negative_weight = float(false_negative_weight)
         self.from_logits = from_logits
 
     def call(self, y_true, y_pred):
@@ -212,7 +235,12 @@ class SoftDiceLoss(keras.losses.Loss):
             )
         _, targets, probabilities = _targets_and_probabilities(y_true, y_pred, self.from_logits)
         return _soft_dice_loss(
-            targets, probabilities, self.smooth, self.per_image, self.include_background
+            targets,
+            probabilities,
+            self.smooth,
+            self.per_image,
+            self.include_background,
+            self.false_negative_weight,
         )
 
     def get_config(self) -> dict:
@@ -222,6 +250,7 @@ class SoftDiceLoss(keras.losses.Loss):
                 "smooth": self.smooth,
                 "per_image": self.per_image,
                 "include_background": self.include_background,
+                "false_negative_weight": self.false_negative_weight,
                 "from_logits": self.from_logits,
             }
         )
@@ -244,6 +273,8 @@ class BCEDiceLoss(keras.losses.Loss):
         per_image: bool. Dice per image (`True`) or pooled over the batch. Defaults to `True`.
         include_background: bool. Whether class 0 counts in the multi-class Dice. Defaults to
             `False`.
+        false_negative_weight: float in [0, 1]. The Dice term's weight of missed pixels
+            against false alarms (as in `SoftDiceLoss`; 0.5 is the Dice). Defaults to `0.5`.
         from_logits: bool. Whether `y_pred` holds logits. Defaults to `False`.
         reduction: str or None. Keras loss reduction. Defaults to `"sum_over_batch_size"`.
         name: str. Name of the loss. Defaults to `"bce_dice"`.
@@ -261,6 +292,7 @@ class BCEDiceLoss(keras.losses.Loss):
         smooth: float = 1.0,
         per_image: bool = True,
         include_background: bool = False,
+        false_negative_weight: float = 0.5,
         from_logits: bool = False,
         reduction: str | None = "sum_over_batch_size",
         name: str = "bce_dice",
@@ -277,12 +309,14 @@ class BCEDiceLoss(keras.losses.Loss):
         _check_non_negative("smooth", smooth)
         _check_bool("per_image", per_image)
         _check_bool("include_background", include_background)
+        _check_fraction("false_negative_weight", false_negative_weight)
         _check_bool("from_logits", from_logits)
         self.bce_weight = float(bce_weight)
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)
         self.per_image = per_image
         self.include_background = include_background
+        self.false_negative_weight = float(false_negative_weight)
         self.from_logits = from_logits
 
     def call(self, y_true, y_pred):
@@ -291,7 +325,12 @@ class BCEDiceLoss(keras.losses.Loss):
         )
         cross_entropy = _cross_entropy(labels, targets, y_pred, self.from_logits)
         dice = _soft_dice_loss(
-            targets, probabilities, self.smooth, self.per_image, self.include_background
+            targets,
+            probabilities,
+            self.smooth,
+            self.per_image,
+            self.include_background,
+            self.false_negative_weight,
         )
         # A pooled (scalar) Dice broadcasts onto the (B,) cross-entropy.
         return self.bce_weight * cross_entropy + self.dice_weight * dice
@@ -305,6 +344,7 @@ class BCEDiceLoss(keras.losses.Loss):
                 "smooth": self.smooth,
                 "per_image": self.per_image,
                 "include_background": self.include_background,
+                "false_negative_weight": self.false_negative_weight,
                 "from_logits": self.from_logits,
             }
         )
@@ -402,7 +442,11 @@ class FocalLoss(keras.losses.Loss):
 # Factory
 # ---------------------------------------------------------------------------------------------
 
-LOSS_NAMES = ("dice", "bce_dice", "bce_batch_dice", "focal", "crossentropy")
+LOSS_NAMES = ("dice", "bce_dice", "bce_batch_dice", "bce_batch_tversky", "focal", "crossentropy")
+
+# Missed pixels weigh 0.7 against 0.3 for false alarms (Salehi et al. 2017 found 0.7 best for
+# small lesions): the recipe's misses are small tumours found in part, at high precision.
+TVERSKY_FALSE_NEGATIVE_WEIGHT = 0.7
 
 
 def get_loss(name: str, *, num_classes: int, from_logits: bool = False) -> keras.losses.Loss:
@@ -411,6 +455,7 @@ def get_loss(name: str, *, num_classes: int, from_logits: bool = False) -> keras
     Args:
         name: str. One of `"dice"` (`SoftDiceLoss`), `"bce_dice"` (`BCEDiceLoss`),
             `"bce_batch_dice"` (`BCEDiceLoss(per_image=False)`, Dice pooled over the batch),
+            `"bce_batch_tversky"` (the same with `false_negative_weight=0.7`),
             `"focal"` (`FocalLoss`) or `"crossentropy"` (`keras.losses.BinaryCrossentropy` when
             `num_classes == 1`, `keras.losses.SparseCategoricalCrossentropy` otherwise).
         num_classes: int. Channels C of the model output: 1 for a binary sigmoid model, >= 2 for
@@ -436,6 +481,12 @@ def get_loss(name: str, *, num_classes: int, from_logits: bool = False) -> keras
         return BCEDiceLoss(from_logits=from_logits)
     if name == "bce_batch_dice":
         return BCEDiceLoss(from_logits=from_logits, per_image=False)
+    if name == "bce_batch_tversky":
+        return BCEDiceLoss(
+            from_logits=from_logits,
+            per_image=False,
+            false_negative_weight=TVERSKY_FALSE_NEGATIVE_WEIGHT,
+        )
     if name == "focal":
         return FocalLoss(from_logits=from_logits)
     if name == "crossentropy":

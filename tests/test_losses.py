@@ -194,6 +194,7 @@ def test_loss_decreases_towards_truth(loss_class, num_channels):
     [
         SoftDiceLoss(smooth=0.5, per_image=False, include_background=True, from_logits=True),
         BCEDiceLoss(bce_weight=0.3, dice_weight=2.0, from_logits=True, name="mixed"),
+        BCEDiceLoss(false_negative_weight=0.7, from_logits=True, name="tversky"),
         FocalLoss(gamma=1.5, alpha=None, reduction="sum"),
         FocalLoss(gamma=3.0, alpha=0.6),
     ],
@@ -227,6 +228,7 @@ def test_mixed_precision_input_gives_float32():
         ("dice", 1, SoftDiceLoss),
         ("bce_dice", 4, BCEDiceLoss),
         ("bce_batch_dice", 1, BCEDiceLoss),
+        ("bce_batch_tversky", 1, BCEDiceLoss),
         ("focal", 1, FocalLoss),
         ("crossentropy", 1, keras.losses.BinaryCrossentropy),
         ("crossentropy", 4, keras.losses.SparseCategoricalCrossentropy),
@@ -254,12 +256,43 @@ def test_bce_batch_dice_pools_the_dice_over_the_batch():
 
 
 @pytest.mark.parametrize(
+    ("false_negative_weight", "expected"),
+    [
+        # tp=2, fp=1, fn=1, smooth=0: b = 0.5 is the Dice, 1 - 4 / (4 + 1 + 1)
+        (0.5, 1 - 4 / 6),
+        # b = 0.7: 1 - 4 / (4 + 2 * 0.3 * 1 + 2 * 0.7 * 1) = 1 - 4 / 6, the same: fp = fn
+        (0.7, 1 - 4 / 6),
+        # b = 1: false alarms are free, 1 - 4 / (4 + 0 + 2)
+        (1.0, 1 - 4 / 6),
+    ],
+)
+def test_tversky_with_as_many_misses_as_false_alarms_is_the_dice(false_negative_weight, expected):
+    loss = SoftDiceLoss(smooth=0.0, false_negative_weight=false_negative_weight)
+    assert _value(loss, *_binary_batch(TRUTH_3X3, PRED_3X3)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_tversky_weighs_a_missed_pixel_above_a_false_alarm():
+    # Truth 3 pixels. Prediction A finds 2 of them (tp=2, fn=1); B finds all 3 plus one false
+    # alarm (tp=3, fp=1). Dice (b=0.5): A 4/5 = 0.8, B 6/7 = 0.857. Tversky b=0.7:
+    # A 4 / (4 + 1.4) = 0.7407, B 6 / (6 + 0.6) = 0.9091: the loss gap widens against the miss.
+    missed = np.array([[1, 1, 0], [0, 0, 0], [0, 0, 0]])
+    false_alarm = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]])
+    tversky = SoftDiceLoss(smooth=0.0, false_negative_weight=0.7)
+    assert _value(tversky, *_binary_batch(TRUTH_3X3, missed)) == pytest.approx(1 - 4 / 5.4)
+    assert _value(tversky, *_binary_batch(TRUTH_3X3, false_alarm)) == pytest.approx(1 - 6 / 6.6)
+    assert get_loss("bce_batch_tversky", num_classes=1).get_config() == pytest.approx(
+        {**get_loss("bce_batch_dice", num_classes=1).get_config(), "false_negative_weight": 0.7}
+    )
+
+
+@pytest.mark.parametrize(
     ("build", "message"),
     [
         (lambda: get_loss("tversky", num_classes=1), "Valid names"),
         (lambda: get_loss("dice", num_classes=0), "num_classes=0"),
         (lambda: SoftDiceLoss(smooth=-1.0), "smooth=-1.0"),
         (lambda: SoftDiceLoss(per_image="yes"), "per_image='yes'"),
+        (lambda: SoftDiceLoss(false_negative_weight=1.5), "false_negative_weight=1.5"),
         (lambda: BCEDiceLoss(bce_weight=0.0, dice_weight=0.0), "At least one"),
         (lambda: FocalLoss(alpha=1.5), "alpha=1.5"),
         (lambda: FocalLoss(gamma=-2), "gamma=-2"),
