@@ -6,7 +6,9 @@
 
 --summarize prints one summary per recipe found in the lines (its --set settings and its
 schedule, a time budget or a number of epochs), and for each recipe with settings, how it
-compares, patient by patient, with the recipe without them on the same schedule.
+compares, patient by patient, with the recipe without them on the same schedule (or, with
+--against SETTINGS, with the recipe with those settings: for lines trained before and after a
+default changed, e.g. --against '{"max_gamma": 2.0}').
 
 To screen an idea at a small cost, train every fold for a fixed number of epochs (no time budget,
 so other work on the machine cannot change what is trained) with one setting changed:
@@ -156,10 +158,14 @@ def _dice(lines: list[dict]) -> dict[str, float]:
     return dice
 
 
-def summarize_recipes(lines: list[dict]) -> list[dict]:
+def summarize_recipes(lines: list[dict], *, baseline: str = "{}") -> list[dict]:
     """One summary per recipe in `lines` (see `recipe_of`), with its comparison against the
-    recipe without settings on the same schedule, and, for another schedule, against the
-    25-minute recipe itself (`RECIPE`), where the lines hold them."""
+    recipe with the `baseline` settings (JSON; "{}": none) on the same schedule, and, for
+    another schedule, against the 25-minute recipe itself (`RECIPE`), where the lines hold
+    them. A baseline other than "{}" serves lines trained after a default changed: the lines
+    before it name that setting, the lines after it do not."""
+    baseline = json.dumps(json.loads(baseline), sort_keys=True)
+    key = "against_no_settings" if baseline == "{}" else "against_baseline"
     groups: dict[tuple[str, str], list[dict]] = {}
     for line in lines:
         groups.setdefault(recipe_of(line), []).append(line)
@@ -169,9 +175,9 @@ def summarize_recipes(lines: list[dict]) -> list[dict]:
         groups.items(), key=lambda g: (g[0][0], g[0][1] != "{}", g[0][1])
     ):
         summary = {"schedule": schedule, "settings": json.loads(settings), **summarize(group)}
-        baseline = groups.get((schedule, "{}"))
-        if settings != "{}" and baseline:
-            summary["against_no_settings"] = compare(group, baseline)
+        baseline_lines = groups.get((schedule, baseline))
+        if settings != baseline and baseline_lines:
+            summary[key] = compare(group, baseline_lines)
         if schedule != RECIPE[0] and RECIPE in groups:
             summary["against_25_minutes"] = compare(group, groups[RECIPE])
         summaries.append(summary)
@@ -249,12 +255,19 @@ def main() -> None:
         help="which checkpoint scores the test fold (a fold already trained is scored again)",
     )
     parser.add_argument("--summarize", nargs="+", metavar="JSONL", help="summarize fold lines")
+    parser.add_argument(
+        "--against",
+        default="{}",
+        metavar="SETTINGS",
+        help="with --summarize: the settings (JSON) of the recipe the others are compared with "
+        "on each schedule, e.g. '{\"max_gamma\": 2.0}' (default {}: the recipe itself)",
+    )
     args = parser.parse_args()
     if args.summarize:
         texts = [text for path in args.summarize for text in Path(path).read_text().splitlines()]
         lines = [json.loads(text) for text in texts if text.strip()]
         folds = [line for line in lines if line["what"] == "cross_validation_fold"]
-        for summary in summarize_recipes(folds):
+        for summary in summarize_recipes(folds, baseline=args.against):
             print(json.dumps(summary))
         return
     if args.data is None or args.fold is None or not 0 <= args.fold < args.folds:

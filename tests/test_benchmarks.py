@@ -234,6 +234,30 @@ def test_cross_validation_summaries_keep_recipes_apart_and_compare_them_patient_
     }  # fmt: skip
 
 
+def test_cross_validation_compares_with_the_baseline_named_by_its_settings():
+    cv = _import_benchmark("cross_validation")
+    command = "python benchmarks/cross_validation.py --data d --out o --fold 0 --epochs 16 --seed 0"
+    lines = [
+        {"what": "cross_validation_fold", "fold": 0, "command": command,
+         "settings": {}, "patient_dice": {"TCGA_CS_1_2000": 0.5, "TCGA_DU_2_2000": 0.8}},
+        {"what": "cross_validation_fold", "fold": 0, "command": command,
+         "settings": {"max_gamma": 2.0},
+         "patient_dice": {"TCGA_CS_1_2000": 0.7, "TCGA_DU_2_2000": 0.78}},
+        {"what": "cross_validation_fold", "fold": 0, "command": command,
+         "settings": {"loss": "bce_batch_tversky"},
+         "patient_dice": {"TCGA_CS_1_2000": 0.6, "TCGA_DU_2_2000": 0.88}},
+    ]  # fmt: skip
+    plain, tversky, gamma = cv.summarize_recipes(
+        lines, baseline='{"max_gamma": 2.0}'
+    )  # by settings text
+    assert "against_baseline" not in gamma and "against_no_settings" not in tversky
+    # Against gamma 2: -0.1 and +0.1, a mean difference of 0, one patient up and one down.
+    assert tversky["against_baseline"] == {
+        "patients": 2, "mean_difference": 0.0, "gained_over_0.05": 1, "lost_over_0.05": 1
+    }  # fmt: skip
+    assert plain["against_baseline"]["mean_difference"] == -0.09
+
+
 def test_cross_validation_compares_another_schedule_with_the_25_minute_recipe():
     cv = _import_benchmark("cross_validation")
     command = "python benchmarks/cross_validation.py --data d --out o --fold 0 --seed 0"
