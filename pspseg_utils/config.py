@@ -167,7 +167,7 @@ class TrainConfig:
     )
     # Another scanner's look in this share of training slices (data.vary_scanner: a smooth bias
     # field per sequence, blur, noise): the recipe misses most on patients from other scanners.
-    # Off: 0.5 scored lower by 5-fold cross-validation (benchmarks/EXPERIMENTS.md).
+    # Off: 0.5 did not clearly win by 5-fold cross-validation (benchmarks/EXPERIMENTS.md).
     scanner_variation_rate: float = setting(
         0.0,
         cli="share of training slices given another scanner's look: a smooth bias field per "
