@@ -446,6 +446,7 @@ LOSS_NAMES = ("dice", "bce_dice", "bce_batch_dice", "bce_batch_tversky", "focal"
 
 # Missed pixels weigh 0.7 against 0.3 for false alarms (Salehi et al. 2017 found 0.7 best for
 # small lesions): the recipe's misses are small tumours found in part, at high precision.
+# Not the recipe's: it scored lower by 5-fold cross-validation (benchmarks/EXPERIMENTS.md).
 TVERSKY_FALSE_NEGATIVE_WEIGHT = 0.7
 
 
