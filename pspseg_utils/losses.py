@@ -234,6 +234,11 @@ class SoftDiceLoss(keras.losses.Loss):
                 stacklevel=2,
             )
         _, targets, probabilities = _targets_and_probabilities(y_true, y_pred, self.from_logits)
+        return self.dice_term(targets, probabilities)
+
+    def dice_term(self, targets, probabilities):
+        """`1 - Dice` (or Tversky) of one-hot `targets` and `probabilities` (B, H, W, C) with
+        this loss's settings: shape (B,) per image, else a scalar."""
         return _soft_dice_loss(
             targets,
             probabilities,
@@ -258,7 +263,7 @@ class SoftDiceLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class BCEDiceLoss(keras.losses.Loss):
+class BCEDiceLoss(SoftDiceLoss):
     """Cross-entropy plus soft Dice: `bce_weight * CE + dice_weight * (1 - Dice)`.
 
     CE is binary cross-entropy for C == 1 and sparse categorical cross-entropy (on the label map)
@@ -298,7 +303,16 @@ class BCEDiceLoss(keras.losses.Loss):
         name: str = "bce_dice",
         **kwargs,
     ):
-        super().__init__(name=name, reduction=reduction, **kwargs)
+        super().__init__(
+            smooth=smooth,
+            per_image=per_image,
+            include_background=include_background,
+            false_negative_weight=false_negative_weight,
+            from_logits=from_logits,
+            reduction=reduction,
+            name=name,
+            **kwargs,
+        )
         _check_non_negative("bce_weight", bce_weight)
         _check_non_negative("dice_weight", dice_weight)
         if bce_weight == 0 and dice_weight == 0:
@@ -306,49 +320,24 @@ class BCEDiceLoss(keras.losses.Loss):
                 "At least one of `bce_weight` and `dice_weight` must be > 0. "
                 f"Received: bce_weight={bce_weight}, dice_weight={dice_weight}"
             )
-        _check_non_negative("smooth", smooth)
-        _check_bool("per_image", per_image)
-        _check_bool("include_background", include_background)
-        _check_fraction("false_negative_weight", false_negative_weight)
-        _check_bool("from_logits", from_logits)
         self.bce_weight = float(bce_weight)
         self.dice_weight = float(dice_weight)
-        self.smooth = float(smooth)
-        self.per_image = per_image
-        self.include_background = include_background
-        self.false_negative_weight = float(false_negative_weight)
-        self.from_logits = from_logits
 
     def call(self, y_true, y_pred):
         labels, targets, probabilities = _targets_and_probabilities(
             y_true, y_pred, self.from_logits
         )
         cross_entropy = _cross_entropy(labels, targets, y_pred, self.from_logits)
-        dice = _soft_dice_loss(
-            targets,
-            probabilities,
-            self.smooth,
-            self.per_image,
-            self.include_background,
-            self.false_negative_weight,
-        )
+        dice = self.dice_term(targets, probabilities)
         # A pooled (scalar) Dice broadcasts onto the (B,) cross-entropy.
         return self.bce_weight * cross_entropy + self.dice_weight * dice
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "bce_weight": self.bce_weight,
-                "dice_weight": self.dice_weight,
-                "smooth": self.smooth,
-                "per_image": self.per_image,
-                "include_background": self.include_background,
-                "false_negative_weight": self.false_negative_weight,
-                "from_logits": self.from_logits,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "bce_weight": self.bce_weight,
+            "dice_weight": self.dice_weight,
+        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
