@@ -18,7 +18,8 @@ so other work on the machine cannot change what is trained) with one setting cha
 
 A fold trains the recipe (`pspseg train`'s defaults without a GPU: 25 minutes) on the patients
 of the other folds, less a validation share that picks best.keras, into OUT/fold-K, then scores
-its test fold as `pspseg evaluate` does (mirrored, largest region, cut at 0.3), and prints one
+its test fold as `pspseg evaluate` does (mirrored, at scales 1 and 1.5, largest region, cut at
+0.3), and prints one
 JSON line with every test patient's Dice. Folds (`data.patient_folds`) are stratified by tumour
 burden and fixed by --seed, so folds run in different sessions add up. --summarize reads such
 lines and prints the mean, median, worst decile and the mean per institution (the TCGA code in
@@ -49,6 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from machine import accelerator, host_cpu  # noqa: E402
 
 from pspseg_utils import recipes  # noqa: E402  (light: no TensorFlow)
+from pspseg_utils.cli import CLEAN_UP_SCALES  # noqa: E402  (evaluation's, without TensorFlow)
 
 BEST = "best.keras"
 RECIPE_MINUTES = recipes.CPU["time_budget_minutes"]  # `pspseg train` without a GPU
@@ -128,13 +130,17 @@ def command_line(args) -> str:
 def recipe_of(line: dict) -> tuple[str, str]:
     """(schedule, settings) of a fold line: ("--epochs 16", '{"max_gamma": 2.0}'), or
     ("--time-budget 25.0", "{}") for the recipe itself; a checkpoint other than best.keras
-    counts as a setting: '{"checkpoint": "last.keras"}'."""
+    counts as a setting: '{"checkpoint": "last.keras"}', and so do prediction scales other than
+    evaluate's: '{"scales": [1.0]}' for the lines scored before it predicted at two."""
     words = line["command"].split()
     flag = next(w for w in words if w in ("--epochs", "--time-budget"))
     schedule = f"{flag} {words[words.index(flag) + 1]}"
     settings = dict(line.get("settings", {}))
     if line.get("checkpoint", BEST) != BEST:
         settings["checkpoint"] = line["checkpoint"]
+    scales = line.get("scales", [1.0])
+    if scales != list(CLEAN_UP_SCALES):
+        settings["scales"] = scales
     return schedule, json.dumps(settings, sort_keys=True)
 
 
@@ -214,6 +220,7 @@ def run_fold(args) -> dict:
         "image_size": config.image_size,
         "settings": settings,
         "checkpoint": args.checkpoint,
+        "scales": list(evaluation.CLEAN_UP_SCALES),  # evaluate's, which scored the fold
         "precision": training.choose_precision(config.precision),
         "host_cpu": host_cpu(),
         "backend": keras.backend.backend(),

@@ -20,8 +20,10 @@ from pathlib import Path
 from pspseg_utils import config, data, recipes
 from pspseg_utils.runlock import RunFolderBusy
 
-# evaluation.CLEAN_UP_THRESHOLD, spelled out so that `--help` does not wait for Keras to import.
+# evaluation.CLEAN_UP_THRESHOLD and _SCALES, spelled out so that `--help` does not wait for Keras
+# to import.
 CLEAN_UP_THRESHOLD = 0.3
+CLEAN_UP_SCALES = (1.0, 1.5)
 MODEL_HELP = "a .keras file or a run folder (best.keras, else last.keras)"
 
 EPILOG = """\
@@ -119,6 +121,7 @@ def _predict(args: argparse.Namespace) -> int:
         args.out,
         threshold=args.threshold,
         tta=args.tta,
+        scales=args.scales,
         keep_largest=args.keep_largest,
     )
     print(f"Wrote {len(written)} masks to {args.out}/masks and overlays to {args.out}/overlays")
@@ -178,6 +181,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         records,
         threshold=args.threshold,
         tta=args.tta,
+        scales=args.scales,
         keep_largest=args.keep_largest,
         progress=not args.json,
     )
@@ -350,9 +354,10 @@ cross-validation (README, Results). --test-fraction 0.15 holds some out to score
         description="Score a model on DATA. --split test|val uses the run folder's split.json "
         "(the patients the model never trained on); --split all scores every patient in DATA. "
         "Per-patient Dice is computed over the whole volume, as in Buda et al. 2019. The "
-        "prediction is averaged with that of the mirrored slice, cut at P(tumour) "
+        "prediction is averaged with that of the mirrored slice and with those of the slice at "
+        "1.5 times the model's input size, cut at P(tumour) "
         f"{CLEAN_UP_THRESHOLD}, and only the largest region of each patient's volume is kept "
-        "(--no-tta --no-keep-largest score the raw prediction, cut at 0.5).",
+        "(--no-tta --scales 1 --no-keep-largest score the raw prediction, cut at 0.5).",
     )
     evaluate.add_argument(
         "--model", type=Path, required=True, help="a run folder, or a .keras file inside one"
@@ -415,6 +420,17 @@ def _probability(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    """argparse type of --scales: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def _add_prediction_options(
     parser: argparse.ArgumentParser, *, largest_of: str, clean_up: bool
 ) -> None:
@@ -436,6 +452,17 @@ def _add_prediction_options(
         default=clean_up,
         help="average with the prediction of the mirrored image "
         f"({'on' if clean_up else 'off'} by default)",
+    )
+    parser.add_argument(
+        "--scales",
+        type=_positive,
+        nargs="+",
+        default=None if clean_up else (1.0,),
+        metavar="S",
+        help="average the predictions at these multiples of the model's input size, where a "
+        "small tumour covers more pixels (multi-scale testing; a PSPNet's only; default "
+        + (f"{' '.join(f'{s:g}' for s in CLEAN_UP_SCALES)} for a PSPNet" if clean_up else "1")
+        + ")",
     )
     parser.add_argument(
         "--keep-largest",

@@ -1,11 +1,14 @@
 """Inference: from a file, an array or a batch to a label mask at the image's own resolution.
 
 The model sees each image resized to its input size; its probabilities are resized back to the
-original size before thresholding, so masks line up with the scan a user gave.
+original size before thresholding, so masks line up with the scan a user gave. With several
+`scales`, a PSPNet also sees it at other sizes (copies of it with the same weights) and the
+probabilities are averaged: multi-scale testing, as the PSPNet paper evaluates.
 """
 
 from __future__ import annotations
 
+import numbers
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +29,7 @@ __all__ = [
     "check_segmentation_model",
     "predict",
     "predict_probabilities",
+    "at_scales",
     "largest_component",
     "overlay",
     "iter_predictions",
@@ -122,28 +126,72 @@ def as_image_list(inputs, *, context_slices: int = 0) -> tuple[list[np.ndarray],
     raise ValueError(f"inputs must be a path, an array or a list of them, got {type(inputs)}")
 
 
+def at_scales(model: keras.Model, scales: Sequence[float]) -> list[keras.Model]:
+    """One network per scale: `model` itself for 1, else `model.resized` to its input size times
+    the scale, rounded to a multiple of its output stride (a PSPNet's only).
+
+    Example: a 128 x 128 model at scales (1, 1.5) -> [model, its 192 x 192 copy].
+    """
+    scales = tuple(scales)
+    if not scales or not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
+        raise ValueError(f"scales must be one or more positive numbers, got {scales!r}")
+    networks = []
+    for scale in scales:
+        if scale == 1:
+            networks.append(model)
+            continue
+        if not isinstance(model, models.PSPNet):
+            raise ValueError(
+                f"prediction at scale {scale} needs a pspseg PSPNet, which can be resized; got "
+                f"{type(model).__name__}: predict at scales=(1,) (--scales 1)"
+            )
+        stride = model.output_stride
+        height, width = (
+            max(stride, round(scale * n / stride) * stride)
+            for n in (model.input_height, model.input_width)
+        )
+        networks.append(model.resized(height, width))
+    return networks
+
+
 def predict_probabilities(
-    model: keras.Model, images: Sequence[np.ndarray], *, tta: bool = False, batch_size: int = 8
+    model: keras.Model,
+    images: Sequence[np.ndarray],
+    *,
+    tta: bool = False,
+    scales: Sequence[float] = (1.0,),
+    batch_size: int = 8,
 ) -> list[np.ndarray]:
     """Class probabilities float32 (H, W, C) for each (H, W, channels) image, at its own size;
     channels is the model's: 3, or more for a model that takes neighbouring slices.
 
-    With `tta`, the prediction is averaged with that of the left-right mirrored image.
+    With `tta`, the prediction is averaged with that of the left-right mirrored image; with
+    several `scales`, with those of the image resized to each scale (`at_scales`).
     """
-    height, width, channels = model.input_shape[1:]
+    return _probabilities(at_scales(model, scales), images, tta=tta, batch_size=batch_size)
+
+
+def _probabilities(
+    networks: Sequence[keras.Model], images: Sequence[np.ndarray], *, tta: bool, batch_size: int
+) -> list[np.ndarray]:
+    """`predict_probabilities` averaged over `networks` (one model at several input sizes)."""
+    channels = networks[0].input_shape[-1]
     for image in images:
         if image.ndim != 3 or image.shape[2] != channels:
-            raise ValueError(_channels_message(image.shape, context_slices_of(model)))
-    resized = np.stack([_resize_area(np.asarray(im, np.float32), (width, height)) for im in images])
-    probabilities = model.predict(resized, batch_size=batch_size, verbose=0)
-    if tta:
-        mirrored = model.predict(resized[:, :, ::-1], batch_size=batch_size, verbose=0)
-        probabilities = (probabilities + mirrored[:, :, ::-1]) / 2.0
-    out = []
-    for image, p in zip(images, probabilities, strict=True):
-        p = cv2.resize(p, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-        out.append(p.reshape(image.shape[0], image.shape[1], -1).astype(np.float32))
-    return out
+            raise ValueError(_channels_message(image.shape, context_slices_of(networks[0])))
+    images = [np.asarray(image, np.float32) for image in images]
+    total = [0.0] * len(images)
+    for network in networks:
+        height, width = network.input_shape[1:3]
+        resized = np.stack([_resize_area(image, (width, height)) for image in images])
+        probabilities = network.predict(resized, batch_size=batch_size, verbose=0)
+        if tta:
+            mirrored = network.predict(resized[:, :, ::-1], batch_size=batch_size, verbose=0)
+            probabilities = (probabilities + mirrored[:, :, ::-1]) / 2.0
+        for index, (image, p) in enumerate(zip(images, probabilities, strict=True)):
+            p = cv2.resize(p, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+            total[index] = total[index] + p.reshape(image.shape[0], image.shape[1], -1)
+    return [(t / len(networks)).astype(np.float32) for t in total]
 
 
 def _resize_area(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -198,6 +246,7 @@ def predict(
     *,
     threshold: float = 0.5,
     tta: bool = False,
+    scales: Sequence[float] = (1.0,),
     keep_largest: bool = False,
     return_probabilities: bool = False,
     batch_size: int = 8,
@@ -211,6 +260,8 @@ def predict(
             `data.read_slice`) or arrays of its channels.
         threshold: float. Cut-off on P(tumour) for a 1-channel model (ignored for softmax).
         tta: bool. Average with the left-right mirrored prediction.
+        scales: floats. Average with the predictions at these multiples of the model's input
+            size (`at_scales`; a PSPNet's only); (1,): its input size alone.
         keep_largest: bool. Keep only the largest connected region of each mask.
         return_probabilities: bool. Also return the probabilities (H, W, C) float32.
 
@@ -219,7 +270,8 @@ def predict(
         batch); with return_probabilities, a (masks, probabilities) pair in the same form.
 
     Raises:
-        ValueError: a threshold outside (0, 1), or an image with NaN or infinite values.
+        ValueError: a threshold outside (0, 1), an image with NaN or infinite values, or scales
+            other than 1 for a model that is not a PSPNet.
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
@@ -231,15 +283,24 @@ def predict(
                 f"image {index} has {bad} NaN or infinite pixel values: its mask would be "
                 "meaningless; fix or replace them (e.g. np.nan_to_num) before predicting"
             )
-    probabilities = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
-    masks = [_to_labels(p, threshold) for p in probabilities]
-    if keep_largest:
-        masks = [largest_component(m) for m in masks]
+    masks, probabilities = _masks(
+        at_scales(model, scales), images, threshold, tta, keep_largest, batch_size
+    )
     if single:
         masks, probabilities = masks[0], probabilities[0]
     elif isinstance(inputs, np.ndarray):
         masks, probabilities = np.stack(masks), np.stack(probabilities)
     return (masks, probabilities) if return_probabilities else masks
+
+
+def _masks(networks, images, threshold, tta, keep_largest, batch_size):
+    """(label masks, probabilities) of `images`, the body of `predict` once the networks of its
+    scales are built (`iter_predictions` builds them once for all its batches)."""
+    probabilities = _probabilities(networks, images, tta=tta, batch_size=batch_size)
+    masks = [_to_labels(p, threshold) for p in probabilities]
+    if keep_largest:
+        masks = [largest_component(m) for m in masks]
+    return masks, probabilities
 
 
 def overlay(
@@ -294,6 +355,7 @@ def iter_predictions(
     *,
     threshold: float = 0.5,
     tta: bool = False,
+    scales: Sequence[float] = (1.0,),
     keep_largest: bool = False,
     batch_size: int = 8,
     progress: bool = True,
@@ -302,19 +364,15 @@ def iter_predictions(
     """Yield (path, image, mask) for each image file, in order: `predict` on `batch_size` files
     at a time, so memory stays flat over a whole dataset, with a progress bar. The image is the
     slice itself, uint8 (H, W, 3), also where the model took its neighbours too."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
     context_slices = context_slices_of(model)
+    networks = at_scales(model, scales)
     with tqdm(total=len(paths), desc=desc, unit="image", disable=not progress) as bar:
         for start in range(0, len(paths), batch_size):
             chunk = [Path(p) for p in paths[start : start + batch_size]]
             images = [data.read_slice(p, context_slices=context_slices) for p in chunk]
-            masks = predict(
-                model,
-                images,
-                threshold=threshold,
-                tta=tta,
-                keep_largest=keep_largest,
-                batch_size=batch_size,
-            )
+            masks, _ = _masks(networks, images, threshold, tta, keep_largest, batch_size)
             yield from zip(chunk, (image[..., :3] for image in images), masks, strict=True)
             bar.update(len(chunk))
 
@@ -324,9 +382,9 @@ def predict_files(
 ) -> list[Path]:
     """Predict each image file, writing `out_dir/masks/<stem>.png` (labels 0/1, the article's
     format) and `out_dir/overlays/<stem>.png`. `options` are those of `iter_predictions`
-    (threshold, tta, keep_largest, batch_size, progress). Two files with one stem are refused
-    (ValueError) before anything is written; a file that cannot be written (a full disk) stops
-    it with an OSError naming that file, and none is left partial.
+    (threshold, tta, scales, keep_largest, batch_size, progress). Two files with one stem are
+    refused (ValueError) before anything is written; a file that cannot be written (a full disk)
+    stops it with an OSError naming that file, and none is left partial.
 
     Returns:
         The written mask paths.

@@ -214,16 +214,19 @@ def test_cross_validation_summaries_keep_recipes_apart_and_compare_them_patient_
     cv = _import_benchmark("cross_validation")
     command = "python benchmarks/cross_validation.py --data d --out o --fold 0 --epochs 16 --seed 0"
     lines = [
-        {"what": "cross_validation_fold", "fold": 0, "command": command,
+        {"what": "cross_validation_fold", "fold": 0, "scales": [1.0, 1.5], "command": command,
          "settings": {}, "patient_dice": {"TCGA_CS_1_2000": 0.5, "TCGA_DU_2_2000": 0.8}},
         {"what": "cross_validation_fold", "fold": 0, "command": command + " --set max_gamma=2.0",
-         "settings": {"max_gamma": 2.0},
+         "scales": [1.0, 1.5], "settings": {"max_gamma": 2.0},
          "patient_dice": {"TCGA_CS_1_2000": 0.7, "TCGA_DU_2_2000": 0.78}},
     ]  # fmt: skip
     assert cv.recipe_of(lines[1]) == ("--epochs 16", '{"max_gamma": 2.0}')
     last = {**lines[0], "checkpoint": "last.keras"}
     assert cv.recipe_of(last) == ("--epochs 16", '{"checkpoint": "last.keras"}')
     assert cv.recipe_of({**lines[0], "checkpoint": "best.keras"}) == ("--epochs 16", "{}")
+    # Lines scored before evaluate predicted at two scales have no "scales": one scale.
+    single = {key: value for key, value in lines[0].items() if key != "scales"}
+    assert cv.recipe_of(single) == ("--epochs 16", '{"scales": [1.0]}')
     plain, bent = cv.summarize_recipes(lines)  # the recipe without settings first
     assert (plain["settings"], plain["patient_dice_mean"]) == ({}, 0.65)
     assert "against_no_settings" not in plain
@@ -238,12 +241,12 @@ def test_cross_validation_compares_with_the_baseline_named_by_its_settings():
     cv = _import_benchmark("cross_validation")
     command = "python benchmarks/cross_validation.py --data d --out o --fold 0 --epochs 16 --seed 0"
     lines = [
-        {"what": "cross_validation_fold", "fold": 0, "command": command,
+        {"what": "cross_validation_fold", "fold": 0, "scales": [1.0, 1.5], "command": command,
          "settings": {}, "patient_dice": {"TCGA_CS_1_2000": 0.5, "TCGA_DU_2_2000": 0.8}},
-        {"what": "cross_validation_fold", "fold": 0, "command": command,
+        {"what": "cross_validation_fold", "fold": 0, "scales": [1.0, 1.5], "command": command,
          "settings": {"max_gamma": 2.0},
          "patient_dice": {"TCGA_CS_1_2000": 0.7, "TCGA_DU_2_2000": 0.78}},
-        {"what": "cross_validation_fold", "fold": 0, "command": command,
+        {"what": "cross_validation_fold", "fold": 0, "scales": [1.0, 1.5], "command": command,
          "settings": {"loss": "bce_batch_tversky"},
          "patient_dice": {"TCGA_CS_1_2000": 0.6, "TCGA_DU_2_2000": 0.88}},
     ]  # fmt: skip
@@ -263,9 +266,11 @@ def test_cross_validation_compares_another_schedule_with_the_25_minute_recipe():
     command = "python benchmarks/cross_validation.py --data d --out o --fold 0 --seed 0"
     lines = [
         {"what": "cross_validation_fold", "fold": 0, "command": command + " --time-budget 25.0",
-         "settings": {}, "patient_dice": {"TCGA_CS_1_2000": 0.5, "TCGA_DU_2_2000": 0.8}},
+         "scales": [1.0, 1.5], "settings": {},
+         "patient_dice": {"TCGA_CS_1_2000": 0.5, "TCGA_DU_2_2000": 0.8}},
         {"what": "cross_validation_fold", "fold": 0, "command": command + " --time-budget 12.5",
-         "settings": {}, "patient_dice": {"TCGA_CS_1_2000": 0.4, "TCGA_DU_2_2000": 0.82}},
+         "scales": [1.0, 1.5], "settings": {},
+         "patient_dice": {"TCGA_CS_1_2000": 0.4, "TCGA_DU_2_2000": 0.82}},
     ]  # fmt: skip
     short, recipe = cv.summarize_recipes(lines)  # sorted by schedule: "12.5" before "25.0"
     assert "against_25_minutes" not in recipe and "against_no_settings" not in short

@@ -137,10 +137,37 @@ def test_backbone_choices_are_the_models_backbones():
     assert list(BACKBONES) == list(rules.BACKBONE_NAMES)
 
 
-def test_clean_up_threshold_is_the_evaluations():
+def test_clean_up_threshold_and_scales_are_the_evaluations():
     from pspseg_utils import evaluation
 
     assert cli.CLEAN_UP_THRESHOLD == evaluation.CLEAN_UP_THRESHOLD
+    assert cli.CLEAN_UP_SCALES == evaluation.CLEAN_UP_SCALES
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "scales"),
+    [
+        ("evaluate", [], None),
+        ("evaluate", ["--scales", "1"], [1.0]),
+        ("predict", [], (1.0,)),
+        ("predict", ["--scales", "1", "1.25", "2"], [1.0, 1.25, 2.0]),
+    ],
+)
+def test_scales_flag(command, flags, scales):
+    out = ["--out", "o"] if command == "predict" else ["--data", "d"]
+    inputs = ["scan.tif"] if command == "predict" else []
+    args = cli.build_parser().parse_args([command, "--model", "m", *out, *inputs, *flags])
+    assert args.scales == scales
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "big"])
+def test_scales_flag_takes_positive_numbers(value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(
+            ["evaluate", "--model", "m", "--data", "d", "--scales", value]
+        )
+    assert exit_.value.code == 2
+    assert "--scales" in capsys.readouterr().err
 
 
 def _train_settings(*flags: str) -> dict:

@@ -15,8 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from pspseg_utils import data, evaluation
+from pspseg_utils import data, evaluation, inference
 from pspseg_utils.evaluation import score_patient, score_slice
+from pspseg_utils.models import build_pspnet
 
 NAN = float("nan")
 SLICE_KEYS = {
@@ -358,6 +359,25 @@ def test_the_cleaned_up_prediction_is_cut_lower_than_the_raw_one(records):
     assert predicted(keep_largest=False) == 0
     assert predicted(threshold=0.5) == 0  # asked for
     assert predicted(tta=False, threshold=0.35) == every_pixel
+
+
+def test_evaluate_predicts_a_pspnet_at_the_clean_up_scales(records, monkeypatch):
+    keras.utils.set_random_seed(0)
+    pspnet = build_pspnet(
+        (64, 64, 3), 1, backbone="mobilenetv2_035", head_channels=8, backbone_weights=None
+    )
+    asked = []
+    at_scales = inference.at_scales
+    monkeypatch.setattr(
+        inference,
+        "at_scales",
+        lambda model, scales: asked.append(scales) or at_scales(model, scales),
+    )
+    evaluation.evaluate(pspnet, records[:2], progress=False)
+    evaluation.evaluate(pspnet, records[:2], scales=(1,), progress=False)
+    evaluation.evaluate(_constant_model(0.0), records[:2], progress=False)  # not resizable
+    assert asked == [evaluation.CLEAN_UP_SCALES, (1,), (1.0,)]
+    assert evaluation.CLEAN_UP_SCALES == (1.0, 1.5)
 
 
 def test_keep_largest_is_off_by_default_for_a_multi_class_model(tmp_path):

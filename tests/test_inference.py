@@ -168,6 +168,58 @@ def test_tta_on_the_pspnet_keeps_shape_and_range(pspnet):
     assert 0.0 <= probabilities.min() <= probabilities.max() <= 1.0
 
 
+def test_resized_pspnet_keeps_its_weights_and_takes_the_new_size(pspnet):
+    bigger = pspnet.resized(72, 64)
+    assert bigger.input_shape == (None, 72, 64, 3)
+    assert bigger.predict(np.zeros((1, 72, 64, 3)), verbose=0).shape == (1, 72, 64, 1)
+    for before, after in zip(pspnet.get_weights(), bigger.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+    images = _image(SIZE, SIZE)[None].astype(np.float32)
+    same_size = pspnet.resized(SIZE, SIZE)
+    np.testing.assert_allclose(
+        same_size.predict(images, verbose=0), pspnet.predict(images, verbose=0), atol=1e-6
+    )
+
+
+def test_at_scales_rounds_each_size_to_the_output_stride(pspnet):
+    networks = inference.at_scales(pspnet, (1, 1.5, 1.3))
+    assert networks[0] is pspnet  # scale 1: the model itself, no copy
+    # 48 x 1.5 = 72; 48 x 1.3 = 62.4 -> 64, the nearest multiple of the stride 8.
+    assert [n.input_shape[1:3] for n in networks] == [(48, 48), (72, 72), (64, 64)]
+
+
+def test_multi_scale_probabilities_average_those_of_each_scale():
+    keras.utils.set_random_seed(1)
+    pspnet = build_pspnet(
+        (SIZE, SIZE, 3), 1, backbone="mobilenetv2", head_channels=8, backbone_weights=None
+    )
+    # Random weights give P = 0.5 everywhere (a zero classifier): nudge them all so that the
+    # output depends on the image, and so on its scale.
+    rng = np.random.default_rng(1)
+    pspnet.set_weights([w + rng.normal(0, 0.1, w.shape) for w in pspnet.get_weights()])
+    image = _image(80, 72)
+    both = inference.predict_probabilities(pspnet, [image], scales=(1, 1.5))[0]
+    one = inference.predict_probabilities(pspnet, [image])[0]
+    bigger = inference.predict_probabilities(pspnet.resized(72, 72), [image])[0]
+    assert not np.allclose(one, bigger, atol=1e-4)  # the two scales see different inputs
+    np.testing.assert_allclose(both, (one + bigger) / 2, atol=1e-6)
+    mask = inference.predict(pspnet, image, scales=(1, 1.5), threshold=0.5)
+    np.testing.assert_array_equal(mask, (both[..., 0] >= 0.5).astype(np.uint8))
+
+
+@pytest.mark.parametrize("scales", [(), (0,), (1, -1.5), ("2",)])
+def test_scales_must_be_positive_numbers(pspnet, scales):
+    with pytest.raises(ValueError, match="scales must be one or more positive numbers"):
+        inference.at_scales(pspnet, scales)
+
+
+def test_other_scales_need_a_pspnet_and_the_error_says_so(all_tumour):
+    with pytest.raises(ValueError, match=r"scale 1.5 needs a pspseg PSPNet.*Functional.*1"):
+        inference.predict(all_tumour, _image(SIZE, SIZE), scales=(1, 1.5))
+    mask = inference.predict(all_tumour, _image(SIZE, SIZE), scales=(1,))
+    assert mask.all()
+
+
 @pytest.mark.parametrize("threshold", [0.0, 1.0, -0.5, 1.5])
 def test_threshold_outside_0_1_is_refused(all_tumour, threshold):
     with pytest.raises(ValueError, match=rf"threshold must be in \(0, 1\), got {threshold}"):

@@ -282,6 +282,15 @@ class PSPNet(keras.Model):
         main = y_pred[0] if isinstance(y_pred, tuple) else y_pred
         return super().compute_metrics(x, y, main, sample_weight)
 
+    def resized(self, height: int, width: int) -> PSPNet:
+        """The same network, weights and all, taking (height, width) inputs (multiples of the
+        output stride): to predict at several scales (`inference.at_scales`). No weight
+        depends on the size; the pyramid's pooling matrices are built for each."""
+        config = {**self.get_config(), "input_shape": (height, width, self.image_shape[2])}
+        copy = type(self).from_config(config)
+        copy.set_weights(self.get_weights())
+        return copy
+
     # The article's attribute names.
     @property
     def n_classes(self) -> int:
