@@ -1,14 +1,18 @@
-"""Which cut-off on P(tumour) suits the cleaned-up prediction? The mean per-patient Dice of trained
-runs on their own validation and test patients at several thresholds.
+"""Which cut-off on P(tumour), and which prediction scales, suit the cleaned-up prediction? The
+mean per-patient Dice of trained runs on their own validation and test patients for each pair.
 
-    python benchmarks/threshold_sweep.py --data ../shared/data/lgg_dev runs/z5skip32-seed0 ...
+    python benchmarks/threshold_sweep.py --data ../shared/data/lgg_dev runs/cv25/fold-0 ...
+    python benchmarks/threshold_sweep.py --data ../shared/data/lgg_dev runs/cv25/fold-0 ... \
+        --scales 1 --scales 1,1.5 --scales 1,1.25,1.5 --thresholds 0.3 0.4
 
-Each run folder's `best.keras` predicts its patients once, cleaned up as `pspseg evaluate` does
-by default (averaged with the mirrored slice; only the largest region of each volume kept), and
-every threshold is scored on those probabilities. Prints one JSON line per run, split and
-threshold; then one per split and threshold over all the runs' patients together; then the
-choice: the threshold with the highest mean on the validation patients, and what the test
-patients score with it. The test patients take no part in the choice.
+Each run folder's `best.keras` predicts its patients once at every scale named (averaged with
+the mirrored slice), and each set of scales (`--scales`, repeatable; default 1,1.5, what
+`pspseg evaluate` does) averages its scales' probabilities; every threshold then cuts that
+average and keeps only the largest region of each volume, as `pspseg evaluate` does by
+default. Prints one JSON line per run, split, scales and threshold; then one per split, scales
+and threshold over all the runs' patients together; then the choice: the pair with the highest
+mean on the validation patients, and what the test patients score with it. The test patients
+take no part in the choice.
 """
 
 from __future__ import annotations
@@ -35,43 +39,73 @@ def volume_dice(probabilities: np.ndarray, truth: np.ndarray, threshold: float) 
     return metrics.scores_from_counts(int(tp), int(fp), int(fn))["dice"]
 
 
-def patient_volumes(model, records: Sequence[data.SliceRecord]) -> Iterator[tuple]:
-    """(patient, P(tumour) (S, H, W), truth (S, H, W)) per patient, slices in order, the
-    probability averaged with that of the mirrored slice."""
+def patient_volumes(
+    model, records: Sequence[data.SliceRecord], scales: Sequence[float]
+) -> Iterator:
+    """(patient, {scale: P(tumour) (S, H, W)}, truth (S, H, W)) per patient, slices in order,
+    each probability averaged with that of the mirrored slice."""
+    networks = dict(zip(scales, inference.at_scales(model, scales), strict=True))
     records = sorted(records, key=lambda r: (r.patient_id, r.slice_index))
     for patient, group in itertools.groupby(records, key=lambda r: r.patient_id):
         group = list(group)
         images = [data.read_slice(r.image_path) for r in group]
-        probabilities = inference.predict_probabilities(model, images, tta=True, batch_size=16)
+        probabilities = {
+            scale: np.stack(
+                [p[..., 0] for p in inference.predict_probabilities(
+                    network, images, tta=True, batch_size=16
+                )]
+            )
+            for scale, network in networks.items()
+        }  # fmt: skip
         truth = np.stack([data.read_mask(r.mask_path) > 0 for r in group])
-        yield patient, np.stack([p[..., 0] for p in probabilities]), truth
+        yield patient, probabilities, truth
 
 
-def sweep(run_dir: Path, records, thresholds: Sequence[float]) -> dict[str, dict[float, list]]:
-    """{split: {threshold: [per-patient Dice]}} of the run's best.keras on its own split."""
+def sweep(run_dir: Path, records, scale_sets, thresholds) -> dict[str, dict[tuple, list]]:
+    """{split: {(scales, threshold): [per-patient Dice]}} of the run's best.keras on its own
+    split."""
     model = inference.load_model(run_dir / "best.keras")
     if model.outputs[0].shape[-1] != 1:
         raise ValueError(f"{run_dir}: a threshold applies to a 1-channel (sigmoid) model only")
     split = load_split(run_dir)
-    scores = {which: {t: [] for t in thresholds} for which in SPLITS}
+    every_scale = sorted({scale for scales in scale_sets for scale in scales})
+    scores = {
+        which: {pair: [] for pair in itertools.product(scale_sets, thresholds)} for which in SPLITS
+    }
     for which in SPLITS:
-        for _, probabilities, truth in patient_volumes(
-            model, data.select_patients(records, split[which])
-        ):
-            for t in thresholds:
-                scores[which][t].append(volume_dice(probabilities, truth, t))
+        volumes = patient_volumes(model, data.select_patients(records, split[which]), every_scale)
+        for _, by_scale, truth in volumes:
+            for scales in scale_sets:
+                probabilities = np.mean([by_scale[scale] for scale in scales], axis=0)
+                for t in thresholds:
+                    scores[which][scales, t].append(volume_dice(probabilities, truth, t))
     return scores
 
 
-def _line(what: str, split: str, threshold: float, dice: list, **more) -> str:
+def _line(what: str, split: str, pair: tuple, dice: list, **more) -> str:
+    scales, threshold = pair
     return json.dumps({
         "what": what,
         **more,
         "split": split,
+        "scales": list(scales),
         "threshold": threshold,
         "patients": len(dice),
         "patient_dice_mean": round(float(np.mean(dice)), 4),
     })  # fmt: skip
+
+
+def _scale_set(text: str) -> tuple[float, ...]:
+    """argparse type of --scales: "1,1.5" -> (1.0, 1.5)."""
+    try:
+        scales = tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers joined by commas, got {text!r}"
+        ) from None
+    if not all(s > 0 for s in scales):
+        raise argparse.ArgumentTypeError(f"scales must be above 0, got {text}")
+    return scales
 
 
 def main() -> None:
@@ -87,18 +121,28 @@ def main() -> None:
         default=[round(0.2 + 0.05 * i, 2) for i in range(11)],
         help="cut-offs to score (default 0.2 0.25 ... 0.7)",
     )
+    parser.add_argument(
+        "--scales",
+        type=_scale_set,
+        action="append",
+        metavar="S[,S...]",
+        help="a set of prediction scales whose probabilities are averaged, e.g. 1,1.5 "
+        "(repeatable; default 1,1.5, what pspseg evaluate does)",
+    )
     args = parser.parse_args()
+    scale_sets = args.scales or [(1.0, 1.5)]
     records = data.find_slices(args.data, progress=False)
-    pooled = {which: {t: [] for t in args.thresholds} for which in SPLITS}
+    pairs = list(itertools.product(scale_sets, args.thresholds))
+    pooled = {which: {pair: [] for pair in pairs} for which in SPLITS}
     for run_dir in args.runs:
-        for which, by_threshold in sweep(run_dir, records, args.thresholds).items():
-            for t, dice in by_threshold.items():
-                print(_line("threshold_run", which, t, dice, run=str(run_dir)), flush=True)
-                pooled[which][t] += dice
+        for which, by_pair in sweep(run_dir, records, scale_sets, args.thresholds).items():
+            for pair, dice in by_pair.items():
+                print(_line("threshold_run", which, pair, dice, run=str(run_dir)), flush=True)
+                pooled[which][pair] += dice
     for which in SPLITS:
-        for t, dice in pooled[which].items():
-            print(_line("threshold_pooled", which, t, dice, runs=len(args.runs)))
-    chosen = max(args.thresholds, key=lambda t: np.mean(pooled["val"][t]))
+        for pair, dice in pooled[which].items():
+            print(_line("threshold_pooled", which, pair, dice, runs=len(args.runs)))
+    chosen = max(pairs, key=lambda pair: np.mean(pooled["val"][pair]))
     val_mean = round(float(np.mean(pooled["val"][chosen])), 4)
     print(
         _line("threshold_chosen_on_val", "test", chosen, pooled["test"][chosen], val_mean=val_mean)

@@ -106,14 +106,18 @@ def test_cpu_recipe_line(tiny_kaggle_dir, tmp_path):
 
     # The run folder, as the threshold sweep takes it: its best.keras on its own split.
     lines = _run("threshold_sweep.py", "--data", str(tiny_kaggle_dir), str(tmp_path / "run"),
-                 "--thresholds", "0.3", "0.5")  # fmt: skip
-    per_run = [(x["split"], x["threshold"]) for x in lines if x["what"] == "threshold_run"]
-    assert per_run == [("val", 0.3), ("val", 0.5), ("test", 0.3), ("test", 0.5)]
-    test_at_half = next(x for x in lines if x["what"] == "threshold_pooled"
-                        and (x["split"], x["threshold"]) == ("test", 0.5))  # fmt: skip
+                 "--thresholds", "0.3", "0.5", "--scales", "1", "--scales", "1,1.5")  # fmt: skip
+    per_run = [(x["split"], x["scales"], x["threshold"])
+               for x in lines if x["what"] == "threshold_run"]  # fmt: skip
+    assert per_run == [(split, scales, threshold) for split in ("val", "test")
+                       for scales in ([1.0], [1.0, 1.5]) for threshold in (0.3, 0.5)]  # fmt: skip
+    pooled = {(x["split"], tuple(x["scales"]), x["threshold"]): x
+              for x in lines if x["what"] == "threshold_pooled"}  # fmt: skip
+    test_at_half = pooled["test", (1.0,), 0.5]
     # Evaluated as cpu_recipe's default evaluation was, less the threshold: the same patients.
     assert test_at_half["patients"] == line["test_patients"]
     assert lines[-1]["what"] == "threshold_chosen_on_val" and lines[-1]["threshold"] in (0.3, 0.5)
+    assert lines[-1]["scales"] in ([1.0], [1.0, 1.5])
 
 
 def test_volume_dice_cuts_then_keeps_the_largest_region():
