@@ -143,9 +143,10 @@ plt.show()
 # On this slice P(tumour) is near 0 or near 1 almost everywhere (left), so the three cut-offs draw
 # nearly the same outline and the Dice barely moves. One slice of one patient decides nothing
 # about a cut-off. `pspseg evaluate` and lesson 5 cut at 0.3 (`evaluation.CLEAN_UP_THRESHOLD`),
-# but that is the cut-off of the *cleaned-up* prediction: averaged with the prediction of the
-# mirrored slice, then only the largest region of each patient's volume kept, which drops the
-# false alarms that a lower cut-off adds away from the tumour. It scored the best mean Dice of the
+# but that is the cut-off of the *cleaned-up* prediction: averaged with the predictions of the
+# mirrored slice and of the slice enlarged 1.5 times, then only the largest region of each
+# patient's volume kept, which drops the false alarms that a lower cut-off adds away from the
+# tumour. It scored the best mean Dice of the
 # validation patients among eleven cut-offs from 0.2 to 0.7 on the real scans, no test patient
 # taking part (README, Results). The raw prediction above has no such step to drop them.
 
@@ -282,5 +283,6 @@ print("One answer: along the tumour's outline, where the truth itself is a reade
 # 1. At what size does the model see a slice, and at what size does `predict` return the mask?
 # 2. What does lowering the cut-off from 0.5 to 0.3 add, and what is the risk?
 # 3. Why is the cut-off chosen on validation patients, and why did the slice above not decide it?
-# 4. What does test-time mirroring average, and how many predictions does it make per slice?
+# 4. What does test-time mirroring average, and how many predictions per slice does `predict`
+#    make with `tta=True`, and with `tta=True, scales=(1.0, 1.5)` as `pspseg evaluate` does?
 # 5. Which two formats does `export` write, and how did the lesson check the reloaded model?
