@@ -273,8 +273,7 @@ def predict(
         ValueError: a threshold outside (0, 1), an image with NaN or infinite values, or scales
             other than 1 for a model that is not a PSPNet.
     """
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    _check_threshold(threshold)
     images, single = as_image_list(inputs, context_slices=context_slices_of(model))
     for index, image in enumerate(images):  # NaN would pass through as a plausible mask
         bad = np.size(image) - np.count_nonzero(np.isfinite(image))
@@ -291,6 +290,11 @@ def predict(
     elif isinstance(inputs, np.ndarray):
         masks, probabilities = np.stack(masks), np.stack(probabilities)
     return (masks, probabilities) if return_probabilities else masks
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
 
 
 def _masks(networks, images, threshold, tta, keep_largest, batch_size):
@@ -364,8 +368,7 @@ def iter_predictions(
     """Yield (path, image, mask) for each image file, in order: `predict` on `batch_size` files
     at a time, so memory stays flat over a whole dataset, with a progress bar. The image is the
     slice itself, uint8 (H, W, 3), also where the model took its neighbours too."""
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    _check_threshold(threshold)
     context_slices = context_slices_of(model)
     networks = at_scales(model, scales)
     with tqdm(total=len(paths), desc=desc, unit="image", disable=not progress) as bar:
