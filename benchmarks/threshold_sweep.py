@@ -12,7 +12,8 @@ average and keeps only the largest region of each volume, as `pspseg evaluate` d
 default. Prints one JSON line per run, split, scales and threshold; then one per split, scales
 and threshold over all the runs' patients together; then the choice: the pair with the highest
 mean on the validation patients, and what the test patients score with it. The test patients
-take no part in the choice.
+take no part in the choice. (Lines written before the script swept scales have no "scales":
+they predicted at one scale, as `--scales 1` does.)
 """
 
 from __future__ import annotations
