@@ -177,8 +177,9 @@ table.T.round(3)
 # ## Best and worst patients
 # The patients with the highest and the lowest Dice, each at their slice with the most tumour,
 # predicted as `evaluate` scored them: cleaned up (mirrored, at two scales, cut at 0.3, the
-# largest region of the patient's volume kept). The prediction filled orange, the truth outlined in blue. Each
-# title gives the patient's Dice over all their slices, then this slice's own Dice.
+# largest region of the patient's volume kept). The prediction filled orange, the truth
+# outlined in blue. Each title gives the patient's Dice over all their slices, then this
+# slice's own Dice.
 
 # %%
 from pspseg_utils import metrics
