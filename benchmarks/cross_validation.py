@@ -208,8 +208,9 @@ def run_fold(args) -> dict:
     result = training.train(args.data, run_dir, config, progress=False, split=split)
     minutes = (time.monotonic() - start) / 60
     model = inference.load_model(os.path.join(run_dir, args.checkpoint))
+    scales = evaluation.CLEAN_UP_SCALES  # evaluate's default for a PSPNet, named to be recorded
     scores = evaluation.evaluate(
-        model, data.select_patients(records, split["test"]), progress=False
+        model, data.select_patients(records, split["test"]), scales=scales, progress=False
     )
     return {
         "what": "cross_validation_fold",
@@ -220,7 +221,7 @@ def run_fold(args) -> dict:
         "image_size": config.image_size,
         "settings": settings,
         "checkpoint": args.checkpoint,
-        "scales": list(evaluation.CLEAN_UP_SCALES),  # evaluate's, which scored the fold
+        "scales": list(scales),
         "precision": training.choose_precision(config.precision),
         "host_cpu": host_cpu(),
         "backend": keras.backend.backend(),

@@ -40,12 +40,10 @@ def volume_dice(probabilities: np.ndarray, truth: np.ndarray, threshold: float) 
     return metrics.scores_from_counts(int(tp), int(fp), int(fn))["dice"]
 
 
-def patient_volumes(
-    model, records: Sequence[data.SliceRecord], scales: Sequence[float]
-) -> Iterator:
+def patient_volumes(networks: dict, records: Sequence[data.SliceRecord]) -> Iterator:
     """(patient, {scale: P(tumour) (S, H, W)}, truth (S, H, W)) per patient, slices in order,
-    each probability averaged with that of the mirrored slice."""
-    networks = dict(zip(scales, inference.at_scales(model, scales), strict=True))
+    from `networks` {scale: the model at that scale}, each probability averaged with that of
+    the mirrored slice."""
     records = sorted(records, key=lambda r: (r.patient_id, r.slice_index))
     for patient, group in itertools.groupby(records, key=lambda r: r.patient_id):
         group = list(group)
@@ -70,11 +68,13 @@ def sweep(run_dir: Path, records, scale_sets, thresholds) -> dict[str, dict[tupl
         raise ValueError(f"{run_dir}: a threshold applies to a 1-channel (sigmoid) model only")
     split = load_split(run_dir)
     every_scale = sorted({scale for scales in scale_sets for scale in scales})
+    # Built once for both splits: each copy is a new network to build and trace.
+    networks = dict(zip(every_scale, inference.at_scales(model, every_scale), strict=True))
     scores = {
         which: {pair: [] for pair in itertools.product(scale_sets, thresholds)} for which in SPLITS
     }
     for which in SPLITS:
-        volumes = patient_volumes(model, data.select_patients(records, split[which]), every_scale)
+        volumes = patient_volumes(networks, data.select_patients(records, split[which]))
         for _, by_scale, truth in volumes:
             for scales in scale_sets:
                 probabilities = np.mean([by_scale[scale] for scale in scales], axis=0)
